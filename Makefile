@@ -1,0 +1,53 @@
+# pvwind-inspect. Every target creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+export YOLO_OFFLINE ?= 1
+
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
+# make train EPOCHS=1 IMGSZ=128 ... ; anything else: TRAIN_ARGS="--fraction 0.1"
+TRAIN_FLAGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(HOURS),--hours $(HOURS)) $(TRAIN_ARGS)
+
+.PHONY: serve test data train bench lint clean-venv
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+
+$(VENV)/.base: $(VENV)/bin/python pyproject.toml
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.serve: $(VENV)/.base
+	$(PIP) -e '.[serve,openvino]'
+	touch $@
+
+$(VENV)/.all: $(VENV)/.base
+	$(PIP) -e '.[serve,openvino,train,distributed,dev]'
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	$(VENV)/bin/pvwind serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.all
+	$(PY) -m pytest -q -x --durations=15 tests
+
+data: $(VENV)/.base
+	$(VENV)/bin/pvwind data build
+
+train: $(VENV)/.all
+	$(VENV)/bin/pvwind train $(TRAIN_FLAGS)
+
+bench: $(VENV)/.all
+	$(PY) bench/inference.py
+	$(PY) bench/train_speed.py
+	$(PY) bench/rescore.py
+
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean-venv:
+	rm -rf $(VENV)

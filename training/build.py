@@ -1,0 +1,342 @@
+"""``pvwind data build``: the four public sources -> one YOLO-format training set.
+
+Output (``build/dataset`` by default, ignored by git)::
+
+    data.yaml                  # Ultralytics accepts it as is
+    images/{train,val,test}/<source>__<name>.jpg
+    labels/{train,val,test}/<source>__<name>.txt
+    index.json                 # per image: source, group, split, original path
+    report.json                # counts per source/split/class, drops and repairs
+    .fingerprint               # inputs' hash; an unchanged re-run does no work
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from detector.taxonomy import TAXONOMY_PATH, Taxonomy, load_taxonomy
+from training.download import fetch_source
+from training.grouping import assign_groups, dhash_variants
+from training.readers import Sample, read_source
+from training.sources import DATASETS_DIR, SourceManifest, load_manifests
+from training.splits import SPLITS, assign_splits, check_no_leak
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "build" / "dataset"
+DEFAULT_CACHE = REPO / "build" / "cache"
+MIN_BOX_PX = 2.0
+_CODE = ("build.py", "grouping.py", "splits.py", "readers.py", "sources.py", "download.py")
+
+
+def default_mirror() -> Path | None:
+    """``DATA_MIRROR`` if set (empty = download), else ``../shared/datasets`` when it exists."""
+    env = os.environ.get("DATA_MIRROR")
+    if env is not None:
+        return Path(env) if env else None
+    guess = REPO.parent / "shared" / "datasets"
+    return guess if guess.is_dir() else None
+
+
+@dataclass
+class Item:
+    source: str
+    path: Path
+    boxes: list[tuple[float, float, float, float]]
+    classes: list[int]
+    width: int
+    height: int
+    group: str = ""
+    split: str = ""
+    out_name: str = ""
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    rebuilt: bool
+    counts: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        return format_report(self.counts)
+
+
+def _label_hygiene(s: Sample, manifest: SourceManifest, tax: Taxonomy, drops: Counter) -> Item | None:
+    try:
+        from PIL import Image
+
+        with Image.open(s.image) as im:
+            im.verify()
+        with Image.open(s.image) as im:
+            w, h = im.size
+    except (OSError, SyntaxError, ValueError):
+        drops["unreadable_image"] += 1
+        return None
+    if s.problems:
+        drops["malformed_label_line"] += len(s.problems)
+    if s.width and s.height and (s.width, s.height) != (w, h):
+        drops["label_size_mismatch"] += 1
+    boxes, classes = [], []
+    for (x1, y1, x2, y2), label in zip(s.boxes, s.labels, strict=True):
+        if label not in manifest.class_map:
+            drops["unknown_label"] += 1
+            continue
+        target = manifest.class_map[label]
+        if target is None:
+            drops[f"background_label:{label}"] += 1
+            continue
+        cx1, cy1 = min(max(x1, 0.0), w), min(max(y1, 0.0), h)
+        cx2, cy2 = min(max(x2, 0.0), w), min(max(y2, 0.0), h)
+        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+            drops["box_clipped"] += 1
+        if cx2 - cx1 < MIN_BOX_PX or cy2 - cy1 < MIN_BOX_PX:
+            drops["box_degenerate_dropped"] += 1
+            continue
+        boxes.append((cx1, cy1, cx2, cy2))
+        classes.append(tax.by_name(target).id)
+    return Item(manifest.name, s.image, boxes, classes, w, h)
+
+
+def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: int, tax_path: Path) -> str:
+    h = hashlib.sha256()
+    h.update(str(seed).encode())
+    h.update(Path(tax_path).read_bytes())
+    for f in _CODE:
+        h.update((Path(__file__).parent / f).read_bytes())
+    for m in manifests:
+        h.update(m.model_dump_json().encode())
+        for dirpath, dirnames, filenames in os.walk(roots[m.name]):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, fn))
+                h.update(f"{os.path.relpath(os.path.join(dirpath, fn), roots[m.name])}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def resolve_roots(manifests: list[SourceManifest], mirror: Path | None, cache: Path) -> dict[str, Path]:
+    roots = {}
+    for m in manifests:
+        if mirror is not None:
+            root = mirror / m.name
+            if not root.is_dir():
+                raise FileNotFoundError(f"source {m.name}: {root} does not exist in the mirror {mirror}")
+        else:
+            root = fetch_source(m.name, m.upstream.archive_url, cache, m.upstream.sha256)
+        roots[m.name] = root
+    return roots
+
+
+def build_dataset(
+    out: Path = DEFAULT_OUT,
+    mirror: Path | None = None,
+    seed: int = 0,
+    datasets_dir: Path = DATASETS_DIR,
+    taxonomy_path: Path = TAXONOMY_PATH,
+    cache: Path = DEFAULT_CACHE,
+    force: bool = False,
+    sources: list[str] | None = None,
+    log=print,
+) -> BuildReport:
+    tax = load_taxonomy(taxonomy_path)
+    manifests = load_manifests(datasets_dir)
+    if sources:
+        unknown = set(sources) - {m.name for m in manifests}
+        if unknown:
+            raise ValueError(f"unknown source(s) {sorted(unknown)}; known: {[m.name for m in manifests]}")
+        manifests = [m for m in manifests if m.name in sources]
+    for m in manifests:
+        m.check_against(tax)
+    roots = resolve_roots(manifests, mirror, cache)
+    fp = fingerprint(manifests, roots, seed, taxonomy_path)
+    out = Path(out)
+    if not force and (out / ".fingerprint").exists() and (out / ".fingerprint").read_text() == fp:
+        counts = json.loads((out / "report.json").read_text())
+        log(f"dataset in {out} is up to date (nothing changed); pass --force to rebuild")
+        return BuildReport(out, False, counts)
+
+    items: list[Item] = []
+    drops: dict[str, Counter] = {}
+    for m in manifests:
+        log(f"reading {m.name} from {roots[m.name]}")
+        d: Counter = Counter()
+        src_items: list[Item] = []
+        for s in read_source(roots[m.name], m.format, m.source_classes, m.csv_path):
+            it = _label_hygiene(s, m, tax, d)
+            if it is not None:
+                src_items.append(it)
+        hashes = []
+        keep = []
+        for it in src_items:
+            try:
+                hashes.append(dhash_variants(it.path))
+                keep.append(it)
+            except (OSError, ValueError, SyntaxError):
+                d["unreadable_image"] += 1
+        src_items = keep
+        group_lists = []
+        if m.grouping.groups_file:
+            gf = roots[m.name] / m.grouping.groups_file
+            if gf.exists():
+                group_lists = json.loads(gf.read_text())
+            else:
+                d["groups_file_missing"] += 1
+        groups = assign_groups(
+            [it.path for it in src_items],
+            m.grouping.name_regex,
+            group_lists,
+            np.stack(hashes) if hashes else None,
+            m.grouping.dhash_max_distance,
+        )
+        splits = assign_splits(
+            [f"{m.name}/{g}" for g in groups],
+            [{tax.names[c] for c in it.classes} for it in src_items],
+            seed=seed,
+        )
+        for it, g, sp in zip(src_items, groups, splits, strict=True):
+            it.group, it.split = f"{m.name}/{g}", sp
+        drops[m.name] = d
+        items.extend(src_items)
+
+    check_no_leak([it.group for it in items], [it.split for it in items])
+    _write(out, items, tax, drops, fp, manifests)
+    counts = json.loads((out / "report.json").read_text())
+    return BuildReport(out, True, counts)
+
+
+def _write(out: Path, items: list[Item], tax: Taxonomy, drops: dict[str, Counter], fp: str, manifests) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sp in SPLITS:
+        (tmp / "images" / sp).mkdir(parents=True)
+        (tmp / "labels" / sp).mkdir(parents=True)
+    used: set[str] = set()
+    index = []
+    for it in items:
+        base = f"{it.source}__{it.path.stem}".replace(" ", "_")
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        it.out_name = name + it.path.suffix.lower()
+        shutil.copyfile(it.path, tmp / "images" / it.split / it.out_name)
+        lines = []
+        for (x1, y1, x2, y2), c in zip(it.boxes, it.classes, strict=True):
+            cx, cy = (x1 + x2) / 2 / it.width, (y1 + y2) / 2 / it.height
+            bw, bh = (x2 - x1) / it.width, (y2 - y1) / it.height
+            lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+        (tmp / "labels" / it.split / (name + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
+        index.append({"image": f"images/{it.split}/{it.out_name}", "source": it.source, "group": it.group,
+                      "split": it.split, "original": str(it.path), "boxes": len(it.boxes)})
+    data_yaml = {
+        "path": str(out.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "test": "images/test",
+        "names": dict(enumerate(tax.names)),
+    }
+    (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
+    (tmp / "index.json").write_text(json.dumps(index, indent=0))
+    counts = _count(items, tax, drops, manifests)
+    (tmp / "report.json").write_text(json.dumps(counts, indent=2))
+    (tmp / ".fingerprint").write_text(fp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+
+
+def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests) -> dict:
+    per: dict = defaultdict(lambda: defaultdict(lambda: {"images": 0, "background": 0, "boxes": 0,
+                                                          "boxes_per_class": Counter(), "images_per_class": Counter()}))
+    for it in items:
+        c = per[it.source][it.split]
+        c["images"] += 1
+        c["boxes"] += len(it.boxes)
+        if not it.boxes:
+            c["background"] += 1
+        for k in it.classes:
+            c["boxes_per_class"][tax.names[k]] += 1
+        for k in set(it.classes):
+            c["images_per_class"][tax.names[k]] += 1
+    groups = defaultdict(set)
+    for it in items:
+        groups[it.source].add(it.group)
+    missing = []
+    for name in tax.names:
+        for sp in ("val", "test"):
+            if not any(per[s][sp]["boxes_per_class"].get(name) for s in per):
+                if any(per[s]["train"]["boxes_per_class"].get(name) for s in per):
+                    missing.append(f"{name} has no {sp} image")
+    return {
+        "sources": {
+            m.name: {
+                "licence": m.licence,
+                "groups": len(groups[m.name]),
+                "splits": {sp: {k: (dict(v) if isinstance(v, Counter) else v) for k, v in per[m.name][sp].items()}
+                           for sp in SPLITS},
+                "dropped_or_repaired": dict(drops.get(m.name, {})),
+            }
+            for m in manifests
+        },
+        "warnings": missing,
+    }
+
+
+def format_report(counts: dict) -> str:
+    """A plain-text table of the report (images/boxes per source and split, per class, drops)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = StringIO()
+    con = Console(file=buf, width=120, force_terminal=False)
+    t = Table(title="images (background) / boxes per source and split")
+    t.add_column("source")
+    t.add_column("groups", justify="right")
+    for sp in SPLITS:
+        t.add_column(sp, justify="right")
+    totals = {sp: [0, 0, 0] for sp in SPLITS}
+    for name, s in counts["sources"].items():
+        row = [name, str(s["groups"])]
+        for sp in SPLITS:
+            c = s["splits"][sp]
+            row.append(f"{c['images']} ({c['background']}) / {c['boxes']}")
+            totals[sp][0] += c["images"]
+            totals[sp][1] += c["background"]
+            totals[sp][2] += c["boxes"]
+        t.add_row(*row)
+    t.add_row("total", "", *[f"{a} ({b}) / {c}" for a, b, c in totals.values()])
+    con.print(t)
+    tc = Table(title="boxes (images) per class and split")
+    tc.add_column("class")
+    for sp in SPLITS:
+        tc.add_column(sp, justify="right")
+    classes: dict[str, dict[str, list[int]]] = defaultdict(lambda: {sp: [0, 0] for sp in SPLITS})
+    for s in counts["sources"].values():
+        for sp in SPLITS:
+            for k, v in s["splits"][sp]["boxes_per_class"].items():
+                classes[k][sp][0] += v
+            for k, v in s["splits"][sp]["images_per_class"].items():
+                classes[k][sp][1] += v
+    for k in sorted(classes):
+        tc.add_row(k, *[f"{b} ({i})" for b, i in classes[k].values()])
+    con.print(tc)
+    td = Table(title="dropped or repaired")
+    td.add_column("source")
+    td.add_column("what")
+    td.add_column("count", justify="right")
+    for name, s in counts["sources"].items():
+        for k, v in sorted(s["dropped_or_repaired"].items()):
+            td.add_row(name, k, str(v))
+    con.print(td)
+    for w in counts.get("warnings", []):
+        con.print(f"warning: {w}")
+    return buf.getvalue()

@@ -1,0 +1,66 @@
+"""Source manifests (``datasets/<source>.yaml``): where a public dataset comes from
+and how its labels map onto the taxonomy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from detector.taxonomy import Taxonomy
+
+DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
+
+
+class Upstream(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repository: str
+    commit: str
+    archive_url: str
+    sha256: str | None = None
+
+
+class Grouping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name_regex: str | None = None
+    groups_file: str | None = None
+    dhash_max_distance: int = 12
+
+
+class SourceManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    asset: Literal["pv", "wind"]
+    upstream: Upstream
+    licence: str
+    attribution: str
+    format: Literal["yolo", "coco", "csv"]
+    csv_path: str | None = None
+    source_classes: list[str]
+    class_map: dict[str, str | None]
+    grouping: Grouping = Grouping()
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceManifest:
+        missing = [c for c in self.source_classes if c not in self.class_map]
+        if missing:
+            raise ValueError(f"{self.name}: class_map lacks {missing}")
+        if self.format == "csv" and not self.csv_path:
+            raise ValueError(f"{self.name}: format csv needs csv_path")
+        return self
+
+    def check_against(self, taxonomy: Taxonomy) -> None:
+        for src, dst in self.class_map.items():
+            if dst is not None and dst not in taxonomy.names:
+                raise ValueError(f"{self.name}: {src!r} maps to {dst!r}, which is not in the taxonomy")
+
+
+def load_manifest(path: str | Path) -> SourceManifest:
+    with open(path) as f:
+        return SourceManifest.model_validate(yaml.safe_load(f))
+
+
+def load_manifests(directory: str | Path = DATASETS_DIR) -> list[SourceManifest]:
+    return [load_manifest(p) for p in sorted(Path(directory).glob("*.yaml"))]
