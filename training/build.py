@@ -117,7 +117,9 @@ def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: i
             dirnames.sort()
             for fn in sorted(filenames):
                 st = os.stat(os.path.join(dirpath, fn))
-                h.update(f"{os.path.relpath(os.path.join(dirpath, fn), roots[m.name])}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                h.update(
+                    f"{os.path.relpath(os.path.join(dirpath, fn), roots[m.name])}|{st.st_size}|{st.st_mtime_ns}\n".encode()
+                )
     return h.hexdigest()
 
 
@@ -138,15 +140,16 @@ def build_dataset(
     out: Path = DEFAULT_OUT,
     mirror: Path | None = None,
     seed: int = 0,
-    datasets_dir: Path = DATASETS_DIR,
+    datasets_dir: Path | None = None,
     taxonomy_path: Path = TAXONOMY_PATH,
-    cache: Path = DEFAULT_CACHE,
+    cache: Path | None = None,
     force: bool = False,
     sources: list[str] | None = None,
     log=print,
 ) -> BuildReport:
     tax = load_taxonomy(taxonomy_path)
-    manifests = load_manifests(datasets_dir)
+    manifests = load_manifests(datasets_dir or DATASETS_DIR)
+    cache = cache or DEFAULT_CACHE
     if sources:
         unknown = set(sources) - {m.name for m in manifests}
         if unknown:
@@ -234,8 +237,16 @@ def _write(out: Path, items: list[Item], tax: Taxonomy, drops: dict[str, Counter
             bw, bh = (x2 - x1) / it.width, (y2 - y1) / it.height
             lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
         (tmp / "labels" / it.split / (name + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
-        index.append({"image": f"images/{it.split}/{it.out_name}", "source": it.source, "group": it.group,
-                      "split": it.split, "original": str(it.path), "boxes": len(it.boxes)})
+        index.append(
+            {
+                "image": f"images/{it.split}/{it.out_name}",
+                "source": it.source,
+                "group": it.group,
+                "split": it.split,
+                "original": str(it.path),
+                "boxes": len(it.boxes),
+            }
+        )
     data_yaml = {
         "path": str(out.resolve()),
         "train": "images/train",
@@ -253,8 +264,17 @@ def _write(out: Path, items: list[Item], tax: Taxonomy, drops: dict[str, Counter
 
 
 def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests) -> dict:
-    per: dict = defaultdict(lambda: defaultdict(lambda: {"images": 0, "background": 0, "boxes": 0,
-                                                          "boxes_per_class": Counter(), "images_per_class": Counter()}))
+    per: dict = defaultdict(
+        lambda: defaultdict(
+            lambda: {
+                "images": 0,
+                "background": 0,
+                "boxes": 0,
+                "boxes_per_class": Counter(),
+                "images_per_class": Counter(),
+            }
+        )
+    )
     for it in items:
         c = per[it.source][it.split]
         c["images"] += 1
@@ -279,8 +299,10 @@ def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifest
             m.name: {
                 "licence": m.licence,
                 "groups": len(groups[m.name]),
-                "splits": {sp: {k: (dict(v) if isinstance(v, Counter) else v) for k, v in per[m.name][sp].items()}
-                           for sp in SPLITS},
+                "splits": {
+                    sp: {k: (dict(v) if isinstance(v, Counter) else v) for k, v in per[m.name][sp].items()}
+                    for sp in SPLITS
+                },
                 "dropped_or_repaired": dict(drops.get(m.name, {})),
             }
             for m in manifests

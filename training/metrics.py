@@ -1,0 +1,126 @@
+"""COCO-style mAP of detections against YOLO-format ground truth, computed with
+faster-coco-eval (overall, per class, per source dataset)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from faster_coco_eval import COCO, COCOeval_faster
+
+
+@dataclass
+class ImageBoxes:
+    """Boxes of one image in pixel xyxy; ``scores`` is None for ground truth."""
+
+    image_id: int
+    width: int
+    height: int
+    xyxy: np.ndarray
+    class_id: np.ndarray
+    scores: np.ndarray | None = None
+
+
+def _coco_gt(gt: Sequence[ImageBoxes], names: Sequence[str]) -> COCO:
+    images, anns = [], []
+    for g in gt:
+        images.append({"id": g.image_id, "width": g.width, "height": g.height, "file_name": str(g.image_id)})
+        for (x1, y1, x2, y2), c in zip(g.xyxy.tolist(), g.class_id.tolist(), strict=True):
+            w, h = x2 - x1, y2 - y1
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": g.image_id,
+                    "category_id": int(c),
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    coco = COCO()
+    coco.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(names)],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _dets(pred: Sequence[ImageBoxes]) -> list[dict]:
+    out = []
+    for p in pred:
+        assert p.scores is not None
+        for (x1, y1, x2, y2), c, s in zip(p.xyxy.tolist(), p.class_id.tolist(), p.scores.tolist(), strict=True):
+            out.append(
+                {"image_id": p.image_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
+            )
+    return out
+
+
+def _ap_table(precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP50 and AP50-95 from COCOeval's precision array [T, R, K, A, M]
+    (area 'all', the largest maxDets); NaN where a class has no ground truth."""
+    p = precision[:, :, :, 0, -1]  # T, R, K
+    valid = p > -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # classes without ground truth: NaN
+        per_t = np.nanmean(np.where(valid, p, np.nan), axis=1)  # T, K
+        return per_t[0], np.nanmean(per_t, axis=0)
+
+
+def coco_map(
+    gt: Sequence[ImageBoxes],
+    pred: Sequence[ImageBoxes],
+    names: Sequence[str],
+    groups: Mapping[str, Sequence[int]] | None = None,
+    max_dets: int = 300,
+) -> dict:
+    """mAP50 and mAP50-95 overall and per class; with ``groups`` (name -> image ids,
+    e.g. per source dataset) also per group. Classes without ground truth in the
+    evaluated images are left out of the means, as COCO and Ultralytics do."""
+    coco_gt = _coco_gt(gt, names)
+    dets = _dets(pred)
+
+    def run(img_ids: Sequence[int] | None) -> dict:
+        if not dets:
+            return {"map50": 0.0, "map50_95": 0.0, "per_class": {}}
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt = coco_gt.loadRes(dets)
+            ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
+            ev.params.maxDets = [1, 10, max_dets]
+            if img_ids is not None:
+                ev.params.imgIds = list(img_ids)
+            ev.evaluate()
+            ev.accumulate()
+        ap50, ap = _ap_table(np.asarray(ev.eval["precision"]))
+        per_class = {
+            names[k]: {"map50": float(ap50[k]), "map50_95": float(ap[k])}
+            for k in range(len(names))
+            if not np.isnan(ap50[k])
+        }
+        return {
+            "map50": float(np.mean([v["map50"] for v in per_class.values()])) if per_class else 0.0,
+            "map50_95": float(np.mean([v["map50_95"] for v in per_class.values()])) if per_class else 0.0,
+            "per_class": per_class,
+        }
+
+    result = run(None)
+    result["images"] = len(gt)
+    result["instances"] = int(sum(len(g.class_id) for g in gt))
+    counts = np.bincount(
+        np.concatenate([g.class_id for g in gt] + [np.zeros(0, int)]).astype(int), minlength=len(names)
+    )
+    for name, row in result["per_class"].items():
+        row["instances"] = int(counts[names.index(name)])
+    if groups:
+        result["per_source"] = {}
+        for gname, ids in groups.items():
+            r = run(ids)
+            result["per_source"][gname] = {"map50": r["map50"], "map50_95": r["map50_95"], "images": len(ids)}
+    return result

@@ -1,0 +1,121 @@
+"""Training with Ultralytics: where the weights start from, and the training run itself."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.config import REPO, TrainConfig
+from training.download import DownloadError, download
+
+MODELS_DIR = REPO / "models"
+WEIGHTS_CACHE = REPO / "build" / "cache" / "weights"
+
+
+@dataclass
+class Init:
+    weights: str | None  # a .pt to start from, or None for scratch
+    description: str  # for the model card's lineage
+
+
+def model_weights(path: Path) -> Path | None:
+    """The fine-tunable weights of a model folder (``weights.pt``) or a ``.pt`` path."""
+    path = Path(path)
+    if path.is_dir():
+        w = path / "weights.pt"
+        return w if w.exists() else None
+    return path if path.suffix == ".pt" and path.exists() else None
+
+
+def resolve_init(
+    cfg: TrainConfig, log: Callable[[str], None] = print, models_dir: Path = MODELS_DIR, cache: Path = WEIGHTS_CACHE
+) -> Init:
+    """Decide the starting weights.
+
+    ``auto``: COCO-pretrained weights when they can be fetched; offline, say so in
+    one line and start from the shipped model (``models/current``) when it exists,
+    else from scratch. ``pretrained`` insists on the download; ``scratch`` skips
+    everything; anything else is a model folder or ``.pt`` path.
+    """
+    mode = cfg.init
+    if mode == "scratch":
+        return Init(None, f"from scratch ({cfg.model})")
+    if mode in ("auto", "pretrained"):
+        if cfg.pretrained_url:
+            dest = cache / Path(cfg.pretrained_url).name
+            try:
+                if not dest.exists():
+                    download(cfg.pretrained_url, dest, timeout=15)
+                return Init(str(dest), f"COCO-pretrained {dest.name} ({cfg.pretrained_url})")
+            except DownloadError as e:
+                if mode == "pretrained":
+                    raise
+                log(f"offline: no COCO-pretrained weights ({e}); falling back")
+        current = model_weights(models_dir / "current")
+        if current is not None:
+            log(f"starting from the shipped model's weights {current}")
+            return Init(str(current), f"fine-tuned from {os.path.realpath(models_dir / 'current')}")
+        log("no shipped model to start from: training from scratch")
+        return Init(None, f"from scratch ({cfg.model})")
+    w = model_weights(Path(mode))
+    if w is None:
+        raise FileNotFoundError(f"--init {mode}: no weights.pt in that folder and not a .pt file")
+    return Init(str(w), f"fine-tuned from {os.path.realpath(w)}")
+
+
+def train(
+    cfg: TrainConfig,
+    data_yaml: Path,
+    run_dir: Path,
+    init: Init | None = None,
+    resume: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train (or resume) one run; returns the path of the best checkpoint.
+
+    Checkpoints go to ``run_dir/weights/{last,best}.pt`` after every epoch, and
+    per-epoch metrics to ``run_dir/results.csv``; ``resume`` continues an
+    interrupted run from its ``last.pt``.
+    """
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from training.fastcpu import FastCPUDetectionTrainer, fast_path_wanted
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    fast = fast_path_wanted(cfg.fast_cpu, "cpu")
+    trainer = FastCPUDetectionTrainer if fast else DetectionTrainer
+    log(f"CPU fast path (bf16 autocast + channels-last): {'on' if fast else 'off'}")
+    if resume is not None:
+        model = YOLO(str(resume))
+        model.train(resume=True, trainer=trainer)
+        return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
+    init = init or Init(None, "from scratch")
+    model = YOLO(cfg.model)
+    if init.weights:
+        model = model.load(init.weights)
+    args = dict(
+        data=str(data_yaml),
+        epochs=cfg.epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        cache=cfg.cache,
+        fraction=cfg.fraction,
+        amp=False,
+        project=str(run_dir.parent),
+        name=run_dir.name,
+        exist_ok=True,
+        verbose=False,
+    )
+    if cfg.hours:
+        args["time"] = cfg.hours
+    args.update(cfg.ultralytics)
+    model.train(trainer=trainer, **args)
+    best = Path(model.trainer.best)
+    return best if best.exists() else Path(model.trainer.last)
