@@ -31,13 +31,17 @@ def _load(module: str):
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
         extra = "train" if module.startswith("training") else "serve"
-        raise CLIError(f"this command needs the '{extra}' extras ({e.name} is missing): pip install -e '.[{extra}]'") from None
+        raise CLIError(
+            f"this command needs the '{extra}' extras ({e.name} is missing): pip install -e '.[{extra}]'"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="pvwind", description="Drone inspection defect detection for PV plants and wind farms.")
+    parser = argparse.ArgumentParser(
+        prog="pvwind", description="Drone inspection defect detection for PV plants and wind farms."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     runners: dict[str, Callable] = {}

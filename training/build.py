@@ -117,9 +117,8 @@ def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: i
             dirnames.sort()
             for fn in sorted(filenames):
                 st = os.stat(os.path.join(dirpath, fn))
-                h.update(
-                    f"{os.path.relpath(os.path.join(dirpath, fn), roots[m.name])}|{st.st_size}|{st.st_mtime_ns}\n".encode()
-                )
+                rel = os.path.relpath(os.path.join(dirpath, fn), roots[m.name])
+                h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
