@@ -91,3 +91,13 @@ def mini_mirror(tmp_path_factory) -> Path:
     if not MIRROR.is_dir():
         pytest.skip("no dataset mirror")
     return make_mini_mirror(tmp_path_factory.mktemp("mirror"))
+
+
+@pytest.fixture(scope="session")
+def mini_dataset(mini_mirror, tmp_path_factory) -> Path:
+    """A built (unified, split) YOLO dataset from the small mirror copy: its data.yaml."""
+    from training.build import build_dataset
+
+    out = tmp_path_factory.mktemp("mini_dataset") / "dataset"
+    build_dataset(out, mirror=mini_mirror, cache=out.parent / "cache", log=lambda *_: None)
+    return out / "data.yaml"

@@ -1,0 +1,68 @@
+"""The CPU fast path (bf16 autocast + channels-last) stays wired into Ultralytics."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ultralytics")
+
+import ultralytics.engine.trainer as trainer_module  # noqa: E402
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+
+from training.fastcpu import FastCPUDetectionTrainer, cpu_bf16_autocast, fast_path_wanted  # noqa: E402
+
+
+def test_hook_points_exist_in_this_ultralytics():
+    # the fast path replaces these; an Ultralytics update that moves them must fail here
+    assert callable(trainer_module.autocast)
+    for name in ("set_model_attributes", "preprocess_batch", "_do_train"):
+        assert callable(getattr(DetectionTrainer, name, None)), name
+
+
+def test_autocast_patch_is_scoped():
+    original = trainer_module.autocast
+    with cpu_bf16_autocast():
+        ctx = trainer_module.autocast(False, device="cpu")
+        with ctx:
+            y = torch.nn.functional.conv2d(torch.ones(1, 3, 8, 8), torch.ones(4, 3, 3, 3))
+        assert y.dtype == torch.bfloat16
+    assert trainer_module.autocast is original
+
+
+def test_setting_values():
+    assert fast_path_wanted("off") is False and fast_path_wanted(False) is False
+    assert fast_path_wanted("on") is True and fast_path_wanted(True) is True
+    assert fast_path_wanted("on", device="cuda:0") is False
+
+
+def _record(mod, inp, out):  # module level: checkpoints pickle the model with its hooks
+    if mod.training:
+        _Probe.seen.setdefault("dtype", out.dtype)
+        _Probe.seen.setdefault("channels_last", inp[0].is_contiguous(memory_format=torch.channels_last))
+
+
+class _Probe(FastCPUDetectionTrainer):
+    seen: dict = {}
+
+    def set_model_attributes(self):
+        super().set_model_attributes()
+        first_conv = next(m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_hook(_record)
+
+    def preprocess_batch(self, batch):
+        batch = super().preprocess_batch(batch)
+        _Probe.seen.setdefault("batch_channels_last", batch["img"].is_contiguous(memory_format=torch.channels_last))
+        return batch
+
+
+def test_fast_trainer_trains_in_bf16_channels_last(mini_dataset, tmp_path):
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(mini_dataset), trainer=_Probe, epochs=1, imgsz=64, batch=8, workers=0, amp=False,
+                val=False, plots=False, project=str(tmp_path), name="run", fraction=0.25, verbose=False)
+    assert _Probe.seen["dtype"] == torch.bfloat16
+    assert _Probe.seen["channels_last"] and _Probe.seen["batch_channels_last"]
+    assert all(torch.isfinite(v).all() for v in model.trainer.tloss.values())
+    assert (tmp_path / "run" / "weights" / "last.pt").exists()

@@ -1,0 +1,33 @@
+"""``pvwind evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from detector.cli import CLIError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=Path("models/current"), help="model folder or .onnx")
+    p.add_argument("--data", type=Path, required=True, help="a YOLO data.yaml whose class names are taxonomy names")
+    p.add_argument("--split", default="test", help="split key in data.yaml (default test)")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
+    p.add_argument("--json", type=Path, help="also write the result here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.evaluate import EvaluationError, evaluate, format_table
+
+    if not args.model.exists():
+        raise CLIError(f"model {args.model} does not exist")
+    try:
+        result = evaluate(args.model, args.data, args.split, backend=args.backend, progress=True)
+    except EvaluationError as e:
+        raise CLIError(str(e)) from None
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0

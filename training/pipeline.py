@@ -1,0 +1,205 @@
+"""``pvwind train``: data -> training -> ONNX export + parity -> (INT8) -> evaluation
+-> model folder -> promotion to ``models/current`` when it scores higher."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from detector.taxonomy import load_taxonomy
+from training.config import REPO, TrainConfig
+from training.train import MODELS_DIR, Init, resolve_init, train
+
+RUNS_DIR = REPO / "build" / "train"
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), no GPU"
+
+
+def _epochs_run(run_dir: Path) -> int:
+    f = run_dir / "results.csv"
+    if not f.exists():
+        return 0
+    with open(f) as fh:
+        return max(0, sum(1 for _ in csv.reader(fh)) - 1)
+
+
+def current_model(models_dir: Path) -> Path | None:
+    cur = models_dir / "current"
+    return cur.resolve() if cur.exists() else None
+
+
+def promote(models_dir: Path, folder: Path) -> None:
+    """Point ``models/current`` at ``folder`` (a relative symlink, replaced atomically)."""
+    link = models_dir / "current"
+    tmp = models_dir / ".current.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name)
+    tmp.replace(link)
+
+
+def run_pipeline(
+    cfg: TrainConfig,
+    version: str | None = None,
+    data_yaml: Path | None = None,
+    models_dir: Path = MODELS_DIR,
+    weights: Path | None = None,
+    resume: Path | None = None,
+    crosscheck: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    t_start = time.time()
+    version = version or f"yolo11n-{datetime.now(UTC):%Y%m%d-%H%M}"
+    models_dir = Path(models_dir)
+    # 1. data
+    if data_yaml is None:
+        from training.build import DEFAULT_OUT, build_dataset, default_mirror
+
+        report = build_dataset(DEFAULT_OUT, mirror=default_mirror(), seed=cfg.seed, log=log)
+        data_yaml = report.out / "data.yaml"
+    data_yaml = Path(data_yaml).resolve()
+    fp_file = data_yaml.parent / ".fingerprint"
+    fingerprint = fp_file.read_text().strip() if fp_file.exists() else "unknown"
+    # 2. training
+    run_dir = (RUNS_DIR / version).resolve()
+    lineage: list[str] = []
+    if weights is not None:
+        init = Init(str(weights), f"given weights {weights}")
+        best = Path(weights)
+        run_dir = best.parent.parent if best.parent.name == "weights" else run_dir
+    else:
+        init = resolve_init(cfg, log, models_dir) if resume is None else Init(str(resume), f"resumed {resume}")
+        best = train(cfg, data_yaml, run_dir, init=init, resume=resume, log=log)
+    prev = current_model(models_dir)
+    if prev is not None and init.weights and str(prev) in os.path.realpath(init.weights):
+        prev_info = json.loads((prev / "metrics.json").read_text()) if (prev / "metrics.json").exists() else {}
+        lineage = [*prev_info.get("lineage", []), prev.name]
+    train_hours = (time.time() - t_start) / 3600
+    # 3. export + parity
+    from training.evaluate import evaluate, split_images, ultralytics_val
+    from training.export import check_parity, export_onnx, quantize_int8, time_session
+
+    staging = models_dir / f".{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    onnx_path = export_onnx(best, staging / "model.onnx", cfg.imgsz)
+    shutil.copyfile(best, staging / "weights.pt")
+    import yaml
+
+    data = yaml.safe_load(data_yaml.read_text())
+    root = Path(data.get("path") or data_yaml.parent)
+    val_images = split_images(root, data, "val")[:16]
+    parity = check_parity(best, onnx_path, val_images, cfg.imgsz)
+    log(
+        f"ONNX parity on {parity['images']} val images: max abs diff {parity['max_abs_diff']:.2e}, "
+        f"detections match: {parity['detections_match']}"
+    )
+    # 4. evaluation through detector/
+    ev = evaluate(onnx_path, data_yaml, "test")
+    log(f"test split (ONNX via detector): mAP50 {ev['map50']:.3f}, mAP50-95 {ev['map50_95']:.3f}")
+    uv = None
+    if crosscheck:
+        uv = ultralytics_val(best, data_yaml, "test", cfg.imgsz)
+        log(f"Ultralytics validator on the same split: mAP50 {uv['map50']:.3f}, mAP50-95 {uv['map50_95']:.3f}")
+    int8 = None
+    if cfg.int8:
+        calib = split_images(root, data, "train")[:: max(1, len(split_images(root, data, "train")) // 64)][:64]
+        q = quantize_int8(onnx_path, staging / "model.int8.onnx", calib, cfg.imgsz)
+        ev8 = evaluate(q, data_yaml, "test")
+        int8 = {
+            "map50": ev8["map50"],
+            "map50_95": ev8["map50_95"],
+            "ms_int8": time_session(q, cfg.imgsz),
+            "ms_fp32": time_session(onnx_path, cfg.imgsz),
+        }
+        log(f"INT8: mAP50 {int8['map50']:.3f} ({int8['ms_int8']:.1f} ms vs fp32 {int8['ms_fp32']:.1f} ms)")
+    # 5. model folder
+    from training.fastcpu import fast_path_wanted
+
+    index = data_yaml.parent / "index.json"
+    counts = {"train": 0, "val": 0, "test": 0}
+    if index.exists():
+        for r in json.loads(index.read_text()):
+            counts[r["split"]] += 1
+    tax = load_taxonomy()
+    info = {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": [{"id": c.id, "name": c.name, "asset": c.asset, "description": c.description} for c in tax.classes],
+        "training": {
+            "model": cfg.model,
+            "imgsz": cfg.imgsz,
+            "batch": cfg.batch,
+            "init": init.description,
+            "epochs_run": _epochs_run(run_dir),
+            "hours": train_hours,
+            "hardware": hardware(),
+            "fast_cpu": fast_path_wanted(cfg.fast_cpu),
+            "seed": cfg.seed,
+            "dataset_fingerprint": fingerprint,
+            "images": counts,
+            "run_dir": str(run_dir),
+            "ultralytics": cfg.ultralytics,
+        },
+        "evaluation": ev,
+        "ultralytics_val": uv,
+        "parity": parity,
+        "int8": int8,
+        "lineage": lineage,
+    }
+    from training.card import write_card
+
+    write_card(staging, info)
+    final = models_dir / version
+    shutil.rmtree(final, ignore_errors=True)
+    staging.replace(final)
+    log(f"model folder: {final}")
+    # 6. promotion
+    decide_promotion(models_dir, final, ev, fingerprint, data_yaml, log)
+    return final
+
+
+def decide_promotion(
+    models_dir: Path, folder: Path, ev: dict, fingerprint: str, data_yaml: Path, log: Callable[[str], None] = print
+) -> bool:
+    """Replace ``models/current`` only when the new model scores higher (mAP50-95, then
+    mAP50) on the same test split; the current model is re-evaluated when its
+    recorded figures come from another build of the data."""
+    cur = current_model(models_dir)
+    if cur is None:
+        promote(models_dir, folder)
+        log(f"models/current -> {folder.name} (no previous model)")
+        return True
+    if cur == folder.resolve():
+        return True
+    from training.evaluate import evaluate
+
+    cur_info = json.loads((cur / "metrics.json").read_text()) if (cur / "metrics.json").exists() else {}
+    if cur_info.get("training", {}).get("dataset_fingerprint") == fingerprint and cur_info.get("evaluation"):
+        cur_ev = cur_info["evaluation"]
+    else:
+        cur_ev = evaluate(cur / "model.onnx", data_yaml, "test")
+    new_key = (round(ev["map50_95"], 4), round(ev["map50"], 4))
+    cur_key = (round(cur_ev["map50_95"], 4), round(cur_ev["map50"], 4))
+    if new_key > cur_key:
+        promote(models_dir, folder)
+        log(f"models/current -> {folder.name}: mAP50-95 {new_key[0]:.3f} > {cur_key[0]:.3f} ({cur.name})")
+        return True
+    log(f"models/current stays {cur.name}: mAP50-95 {cur_key[0]:.3f} >= {new_key[0]:.3f} of {folder.name}")
+    return False

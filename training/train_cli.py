@@ -1,0 +1,63 @@
+"""``pvwind train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from detector.cli import CLIError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="train settings (default configs/train.yaml)")
+    p.add_argument("--epochs", type=int, help="epochs (upper bound when --hours is set)")
+    p.add_argument("--hours", type=float, help="wall-clock budget in hours")
+    p.add_argument("--imgsz", type=int, help="input size")
+    p.add_argument("--batch", type=int, help="batch size")
+    p.add_argument("--fraction", type=float, help="use this fraction of the training images")
+    p.add_argument("--init", help="auto | scratch | pretrained | a model folder or .pt (e.g. models/current)")
+    p.add_argument("--fast-cpu", dest="fast_cpu", choices=["auto", "on", "off"], help="bf16 + channels-last path")
+    p.add_argument("--int8", action="store_true", default=None, help="also export an INT8 model")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting, e.g. --set lr0=0.01 (Ultralytics keys allowed)",
+    )
+    p.add_argument("--version", help="model folder name (default yolo11n-<UTC date-time>)")
+    p.add_argument("--data", type=Path, help="a data.yaml to train on instead of building the default set")
+    p.add_argument("--models-dir", type=Path, default=None, help="where model folders go (default models/)")
+    p.add_argument("--resume", type=Path, help="continue an interrupted run from its weights/last.pt")
+    p.add_argument("--weights", type=Path, help="skip training: export, evaluate and package these weights")
+    p.add_argument("--no-crosscheck", action="store_true", help="skip Ultralytics' validator cross-check")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.config import TRAIN_CONFIG, load_train_config
+    from training.download import DownloadError
+    from training.evaluate import EvaluationError
+    from training.pipeline import run_pipeline
+    from training.train import MODELS_DIR
+
+    overrides = {
+        k: getattr(args, k) for k in ("epochs", "hours", "imgsz", "batch", "fraction", "init", "fast_cpu", "int8")
+    }
+    try:
+        cfg = load_train_config(args.config or TRAIN_CONFIG, overrides, args.set)
+        for p in (args.data, args.resume, args.weights):
+            if p is not None and not Path(p).exists():
+                raise CLIError(f"{p} does not exist")
+        folder = run_pipeline(
+            cfg,
+            version=args.version,
+            data_yaml=args.data,
+            models_dir=args.models_dir or MODELS_DIR,
+            weights=args.weights,
+            resume=args.resume,
+            crosscheck=not args.no_crosscheck,
+        )
+    except (DownloadError, EvaluationError, FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(f"done: {folder}")
+    return 0
