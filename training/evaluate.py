@@ -93,7 +93,7 @@ def onnx_predictor(
     det = Detector(model, backend=backend, conf=conf, iou=iou, max_det=max_det, tiling="off", batch_size=batch)
 
     def predict(paths: Sequence[Path]) -> list[Detections]:
-        return det.predict_paths(list(paths))
+        return det.predict(list(paths))
 
     return predict, list(det.info.names)
 

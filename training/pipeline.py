@@ -62,6 +62,7 @@ def run_pipeline(
     weights: Path | None = None,
     resume: Path | None = None,
     crosscheck: bool = True,
+    runs_dir: Path = RUNS_DIR,
     log: Callable[[str], None] = print,
 ) -> Path:
     t_start = time.time()
@@ -77,7 +78,7 @@ def run_pipeline(
     fp_file = data_yaml.parent / ".fingerprint"
     fingerprint = fp_file.read_text().strip() if fp_file.exists() else "unknown"
     # 2. training
-    run_dir = (RUNS_DIR / version).resolve()
+    run_dir = (Path(runs_dir) / version).resolve()
     lineage: list[str] = []
     if weights is not None:
         init = Init(str(weights), f"given weights {weights}")

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", help="model folder name (default yolo11n-<UTC date-time>)")
     p.add_argument("--data", type=Path, help="a data.yaml to train on instead of building the default set")
     p.add_argument("--models-dir", type=Path, default=None, help="where model folders go (default models/)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="Ultralytics run folders (default build/train/)")
     p.add_argument("--resume", type=Path, help="continue an interrupted run from its weights/last.pt")
     p.add_argument("--weights", type=Path, help="skip training: export, evaluate and package these weights")
     p.add_argument("--no-crosscheck", action="store_true", help="skip Ultralytics' validator cross-check")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from training.config import TRAIN_CONFIG, load_train_config
     from training.download import DownloadError
     from training.evaluate import EvaluationError
-    from training.pipeline import run_pipeline
+    from training.pipeline import RUNS_DIR, run_pipeline
     from training.train import MODELS_DIR
 
     overrides = {

@@ -1,0 +1,183 @@
+"""`pvwind train` end to end on a tiny real subset, `pvwind evaluate`, init and promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("ultralytics")
+pytest.importorskip("faster_coco_eval")
+
+from detector.cli import main as pvwind  # noqa: E402
+from training.config import load_train_config  # noqa: E402
+from training.pipeline import decide_promotion  # noqa: E402
+from training.train import resolve_init  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(mini_dataset, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    code = pvwind(
+        [
+            "train",
+            "--data",
+            str(mini_dataset),
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--batch",
+            "8",
+            "--init",
+            "scratch",
+            "--version",
+            "tiny-v1",
+            "--models-dir",
+            str(models),
+            "--no-crosscheck",
+            "--runs-dir",
+            str(models.parent / "runs"),
+            "--set",
+            "cache=false",
+            "--set",
+            "workers=0",
+        ]
+    )
+    assert code == 0
+    return models
+
+
+def test_train_produces_a_complete_model_folder(trained):
+    folder = trained / "tiny-v1"
+    for f in ("model.onnx", "weights.pt", "metrics.json", "MODEL_CARD.md"):
+        assert (folder / f).is_file(), f
+    assert (trained / "current").resolve() == folder.resolve()
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["parity"]["max_abs_diff"] < 1e-3 and m["parity"]["detections_match"]
+    assert m["training"]["epochs_run"] == 1 and m["training"]["imgsz"] == 64
+    assert 0.0 <= m["evaluation"]["map50"] <= 1.0 and m["evaluation"]["images"] > 0
+    assert set(m["evaluation"]["per_source"]) <= {"wind_iliad", "wind_fans", "pv_isuru_rgb", "pv_zelestra_ir"}
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
+    # the ONNX metadata carries the taxonomy's class names in order
+    from detector.model import load_backend
+
+    names = load_backend(folder / "model.onnx").info.names
+    from detector.taxonomy import load_taxonomy
+
+    assert list(names) == load_taxonomy().names
+
+
+def test_evaluate_cli_prints_table_and_writes_json(trained, mini_dataset, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = pvwind(
+        [
+            "evaluate",
+            "--model",
+            str(trained / "tiny-v1"),
+            "--data",
+            str(mini_dataset),
+            "--split",
+            "val",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "mAP50" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["split"] == "val" and r["images"] == len(list((mini_dataset.parent / "images/val").iterdir()))
+
+
+def test_evaluate_matches_classes_by_name_on_a_subset(trained, mini_dataset, tmp_path):
+    """A foreign dataset with two taxonomy classes, in another order, ids remapped."""
+    from training.evaluate import evaluate
+
+    root = tmp_path / "subset"
+    (root / "images/test").mkdir(parents=True)
+    (root / "labels/test").mkdir(parents=True)
+    src = mini_dataset.parent
+    names = yaml.safe_load(mini_dataset.read_text())["names"]
+    want = {names_id for names_id, n in names.items() if n in ("pv_hotspot", "blade_damage")}
+    remap = {k: i for i, k in enumerate(sorted(want, reverse=True))}
+    n_boxes = 0
+    for lab in (src / "labels").rglob("*.txt"):
+        lines = [ln.split() for ln in lab.read_text().splitlines() if ln]
+        kept = [" ".join([str(remap[int(p[0])]), *p[1:]]) for p in lines if int(p[0]) in want]
+        if kept:
+            img = next((src / "images" / lab.parent.name).glob(lab.stem + ".*"))
+            shutil.copyfile(img, root / "images/test" / img.name)
+            (root / "labels/test" / lab.name).write_text("\n".join(kept) + "\n")
+            n_boxes += len(kept)
+    (root / "data.yaml").write_text(
+        yaml.safe_dump({"path": str(root), "test": "images/test", "names": {v: names[k] for k, v in remap.items()}})
+    )
+    r = evaluate(trained / "tiny-v1" / "model.onnx", root / "data.yaml", "test")
+    assert r["instances"] == n_boxes
+    assert set(r["per_class"]) <= {"pv_hotspot", "blade_damage"}
+
+
+def test_evaluate_rejects_unknown_class_names(trained, tmp_path, capsys):
+    (tmp_path / "images/test").mkdir(parents=True)
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"path": str(tmp_path), "test": "images/test", "names": ["rust"]})
+    )
+    code = pvwind(["evaluate", "--model", str(trained / "tiny-v1"), "--data", str(tmp_path / "data.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "rust" in err[0]
+
+
+def test_promotion_only_when_better(trained, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(trained / "tiny-v1", models / "a")
+    shutil.copytree(trained / "tiny-v1", models / "b")
+    (models / "current").symlink_to("a")
+    info = json.loads((models / "a/metrics.json").read_text())
+    fp, ev = info["training"]["dataset_fingerprint"], info["evaluation"]
+    data = Path(info["evaluation"]["data"])
+    assert not decide_promotion(models, models / "b", ev, fp, data, log=lambda *_: None)  # equal: keep
+    assert os.readlink(models / "current") == "a"
+    better = dict(ev, map50_95=ev["map50_95"] + 0.1)
+    assert decide_promotion(models, models / "b", better, fp, data, log=lambda *_: None)
+    assert os.readlink(models / "current") == "b"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_init_fetches_pretrained_or_falls_back_offline(trained, tmp_path):
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "yolo11n.pt").write_bytes((trained / "tiny-v1/weights.pt").read_bytes())
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(www), **k)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        cfg = load_train_config(overrides={"pretrained_url": f"http://127.0.0.1:{srv.server_address[1]}/yolo11n.pt"})
+        init = resolve_init(cfg, log=lambda *_: None, models_dir=tmp_path / "none", cache=tmp_path / "cache")
+        assert init.weights and Path(init.weights).read_bytes() == (www / "yolo11n.pt").read_bytes()
+        assert "COCO-pretrained" in init.description
+    finally:
+        srv.shutdown()
+    offline = load_train_config(overrides={"pretrained_url": f"http://127.0.0.1:{_free_port()}/yolo11n.pt"})
+    lines: list[str] = []
+    init = resolve_init(offline, log=lines.append, models_dir=trained, cache=tmp_path / "cache2")
+    assert init.weights and init.weights.endswith("weights.pt") and "fine-tuned from" in init.description
+    assert lines[0].startswith("offline:") and len(lines[0].splitlines()) == 1
+    lines.clear()
+    init = resolve_init(offline, log=lines.append, models_dir=tmp_path / "none", cache=tmp_path / "cache2")
+    assert init.weights is None and "scratch" in lines[-1]
+    with pytest.raises(FileNotFoundError):
+        resolve_init(load_train_config(overrides={"init": str(tmp_path / "nothing")}), log=lambda *_: None)
