@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             weights=args.weights,
             resume=args.resume,
             crosscheck=not args.no_crosscheck,
+            runs_dir=args.runs_dir or RUNS_DIR,
         )
     except (DownloadError, EvaluationError, FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
