@@ -1,0 +1,308 @@
+"""``pvwind rescore ARCHIVE... [--model models/current] [--out results.db] [--workers N] [--ray [auto|local|ADDRESS]]``.
+
+Re-scores every image of one or more archives (folder trees, .zip, .tar) with a model,
+skipping what this model version already scored (by content hash), so an interrupted run
+continues where it stopped. See docs/rescore.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from detector.cli import CLIError
+
+MAX_DEFAULT_WORKERS = 16  # without --workers: one per core up to this many (then several threads each)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Re-score an image archive with a model: resumable (results keyed by image content hash and model "
+        "version), parallel (--workers) or on a Ray cluster (--ray). Writes results to a SQL store and "
+        "exports GeoJSON/CSV/Parquet, a per-site/flight summary, the unreadable files and a change report."
+    )
+    parser.add_argument("archives", nargs="+", metavar="ARCHIVE", help="folder tree, .zip or .tar of images")
+    parser.add_argument("--model", help="model folder or .onnx (default: $PVWIND_MODEL or models/current)")
+    parser.add_argument("--config", help="detector settings YAML (default: configs/detector.yaml)")
+    parser.add_argument(
+        "--out",
+        default="results.db",
+        metavar="STORE",
+        help="result store: a SQLite file or a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
+        "(default: results.db)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes, or Ray actors with --ray (default: one per core, at most 16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="ONNX Runtime threads per worker (default: cores // workers; 1 per Ray actor)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="auto|local|ADDRESS",
+        help="run on Ray: 'auto' joins this machine's cluster or starts a local one, 'local' starts one, "
+        "or a cluster address (ray://head:10001)",
+    )
+    parser.add_argument("--batch-size", type=int, help="images per ONNX Runtime run (default: detector config)")
+    parser.add_argument("--chunk", type=int, default=32, help="images per worker task (default: 32)")
+    parser.add_argument(
+        "--commit-every",
+        type=int,
+        default=64,
+        metavar="N",
+        help="images per store transaction (default: 64; at most 2 s apart)",
+    )
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        metavar="DIR",
+        help="where exports and reports go (default: next to the SQLite store, rescore-<model>/)",
+    )
+    parser.add_argument(
+        "--formats", default="geojson,csv,parquet", help="exports, comma-separated: geojson,csv,parquet (default: all)"
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="VERSION",
+        help="model version to diff against (default: the latest other version in the store); "
+        "'none' to skip the change report",
+    )
+    parser.add_argument("--no-export", action="store_true", help="only score; no exports or reports")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _model_version(model: str | None, config: str | None) -> tuple[str, str]:
+    """(model path, result key) with the model checked up front (one clear error, not one per worker)."""
+    from detector.engine import Detector
+    from detector.model import ModelLoadError
+    from serving.engine import model_key
+
+    try:
+        det = Detector(model, config=config, threads=1, warmup=0)
+    except (ModelLoadError, FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    return str(det.info.path), model_key(det.info.version, det.info.sha256)
+
+
+def _open_store(url: str) -> Any:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from serving.rescore.store import RescoreStore, store_url
+
+    try:
+        u = store_url(url)
+        return RescoreStore(u)
+    except ArgumentError as e:
+        raise CLIError(f"--out {url}: not a database URL ({e})") from None
+    except ModuleNotFoundError as e:
+        raise CLIError(f"--out {url}: the database driver {e.name} is not installed") from None
+    except (SQLAlchemyError, OSError) as e:
+        msg = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise CLIError(f"cannot open the result store {url}: {msg}") from None
+
+
+def _default_export_dir(store_url_: str, model_version: str) -> Path:
+    from sqlalchemy.engine import make_url
+
+    name = "rescore-" + model_version.replace("@", "-").replace("/", "_")
+    u = make_url(store_url_)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        return Path(u.database).parent / name
+    return Path(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from serving.rescore.report import FORMATS
+    from serving.rescore.scan import ArchiveError, scan_archives
+
+    if args.workers is not None and args.workers < 1:
+        raise CLIError("--workers must be at least 1")
+    if args.threads is not None and args.threads < 0:
+        raise CLIError("--threads must be 0 (automatic) or more")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    bad = sorted(set(formats) - set(FORMATS))
+    if bad:
+        raise CLIError(f"--formats: unknown {', '.join(bad)} (choose from {', '.join(FORMATS)})")
+    quiet = args.quiet
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+
+    try:
+        scan = scan_archives(args.archives)
+    except ArchiveError as e:
+        raise CLIError(str(e)) from None
+    if not scan.items and not scan.problems:
+        raise CLIError("no images found in " + ", ".join(args.archives))
+    model_path, version = _model_version(args.model, args.config)
+    store = _open_store(args.out)
+    try:
+        return _run(args, scan, model_path, version, store, formats, say, quiet)
+    finally:
+        store.close()
+
+
+def _run(args, scan, model_path, version, store, formats, say, quiet) -> int:  # noqa: ANN001
+    from serving.rescore.pipeline import RunStats, WorkerDied, plan, progress_bar, run_local, split_threads
+    from serving.rescore.report import write_report
+    from serving.rescore.store import UNREADABLE, Outcome
+    from serving.rescore.worker import ScorerSpec, default_cores
+
+    # unreadable archives found while scanning go into the file index like unreadable images
+    store.write(
+        [
+            Outcome(p.source, p.group, p.fingerprint, UNREADABLE, error_reason=p.reason, error=p.message)
+            for p in scan.problems
+        ],
+        version,
+    )
+    p = plan(store, scan.items, version)
+    say(
+        f"rescore: {len(scan.items)} images ({p.skipped} already done, {len(p.todo)} to score) "
+        f"with {version} -> {store.url}" + (f"; {scan.ignored} other files ignored" if scan.ignored else "")
+    )
+    cores = default_cores()
+    mode = "ray" if args.ray else "local"
+    stats = RunStats(mode, 0, 0, version)  # filled in as outcomes are committed, also when interrupted
+    run_id = store.start_run(version, mode, [str(Path(a).resolve()) for a in args.archives], len(scan.items), p.skipped)
+    status = "failed"
+    bar = progress_bar(len(p.todo), desc="rescore", disable=quiet or not p.todo)
+    try:
+        if args.ray:
+            _run_ray(args, p.todo, model_path, version, store, bar, say, stats)
+        else:
+            workers = args.workers or min(cores, MAX_DEFAULT_WORKERS)
+            workers = max(1, min(workers, len(p.todo))) if p.todo else 1
+            threads = split_threads(workers, args.threads, cores)
+            stats.workers, stats.threads = workers, threads
+            spec = ScorerSpec(model_path, version, threads, args.config, args.batch_size, store.url)
+            if p.todo:
+                run_local(
+                    p.todo,
+                    spec,
+                    store,
+                    workers=workers,
+                    chunk_size=args.chunk,
+                    commit_every=args.commit_every,
+                    on_progress=bar.update,
+                    stats=stats,
+                )
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except WorkerDied as e:
+        raise CLIError(f"{e}; the results so far are saved: run the same command again to continue") from None
+    finally:
+        bar.close()
+        store.finish_run(run_id, status, stats.scored, stats.unreadable, stats.to_dict())
+    if stats.processed:
+        say(
+            f"scored {stats.scored}, unreadable {stats.unreadable}, already known by content {stats.known} "
+            f"in {stats.elapsed_s:.1f} s ({stats.images_per_s:.1f} img/s, {stats.workers} x {stats.threads} threads)"
+        )
+    if args.no_export:
+        return 0
+    export_dir = args.export_dir or _default_export_dir(store.url, version)
+    compare = None if (args.compare or "").lower() == "none" else (args.compare or "auto")
+    try:
+        rep = write_report(store, scan.items, scan.problems, version, export_dir, formats=formats, compare=compare)
+    except OSError as e:
+        raise CLIError(f"cannot write the exports to {export_dir}: {e.strerror or e}") from None
+    if not quiet:
+        _print_report(rep)
+    readable = rep.with_result
+    return 0 if readable or not scan.items else 1
+
+
+def _run_ray(args, todo, model_path, version, store, bar, say, stats) -> None:  # noqa: ANN001
+    from serving.rescore.pipeline import WorkerDied
+    from serving.rescore.ray_runner import RayUnavailable, cluster_cpus, connect, run_ray, shutdown
+    from serving.rescore.worker import ScorerSpec, default_cores
+
+    try:
+        started = connect(args.ray, num_cpus=default_cores())
+    except RayUnavailable as e:
+        raise CLIError(str(e)) from None
+    try:
+        threads = args.threads or 1
+        fit = max(1, cluster_cpus() // threads)
+        actors = args.workers or fit
+        if actors > fit:
+            say(f"rescore: the cluster has room for {fit} actors of {threads} CPU(s) now; using {fit}, not {actors}")
+            actors = fit
+        actors = max(1, min(actors, len(todo))) if todo else 1
+        stats.workers, stats.threads = actors, threads
+        spec = ScorerSpec(model_path, version, threads, args.config, args.batch_size, store.url)
+        try:
+            run_ray(
+                todo,
+                spec,
+                store,
+                actors=actors,
+                chunk_size=args.chunk,
+                commit_every=args.commit_every,
+                on_progress=bar.update,
+                stats=stats,
+            )
+        except Exception as e:  # noqa: BLE001 - Ray wraps worker failures in its own types
+            if type(e).__module__.startswith("ray"):
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise WorkerDied(f"the Ray run failed ({type(e).__name__}: {first})") from e
+            raise
+    finally:
+        if started:
+            shutdown()
+
+
+def _print_report(rep) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    from detector.priority import PRIORITIES
+
+    console = Console(stderr=True)
+    t = Table(title=f"{rep.images} images, {rep.with_result} scored by {rep.model_version}")
+    for col in ("site", "flight", "images", "unreadable", "defects", "worst", *PRIORITIES):
+        t.add_column(col, justify="left" if col in ("site", "flight") else "right")
+    rows = sorted(rep.groups.items())
+    for g, s in rows[:40]:
+        t.add_row(
+            g.split("/", 1)[0],
+            g,
+            str(s.images),
+            str(s.images_failed),
+            str(s.defects),
+            s.worst or "-",
+            *(str(s.counts.get(p, 0)) for p in PRIORITIES),
+        )
+    if len(rows) > 40:
+        t.add_row("...", f"{len(rows) - 40} more flights in summary.csv", *[""] * 7)
+    console.print(t)
+    if rep.unreadable:
+        console.print(f"[red]{len(rep.unreadable)} unreadable file(s)[/red] (list: {rep.files['unreadable']}):")
+        for u in rep.unreadable[:10]:
+            console.print(f"  {u.reason:<12} {u.source}: {u.message}", highlight=False, markup=False)
+        if len(rep.unreadable) > 10:
+            console.print(f"  ... {len(rep.unreadable) - 10} more")
+    if rep.missing:
+        console.print(f"[yellow]{rep.missing} image(s) not scored yet[/yellow] (run again to continue)")
+    c = rep.changes
+    if c is not None:
+        console.print(
+            f"changes vs {c.previous}: {c.images_changed} of {c.images_compared} images changed; "
+            f"{c.new} new, {c.vanished} vanished, {c.reprioritised} re-prioritised defects"
+            + (f"; {c.not_in_previous} images not scored by {c.previous}" if c.not_in_previous else ""),
+            highlight=False,
+        )
+    for note in rep.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    console.print(f"exports: {rep.out_dir}", highlight=False)
