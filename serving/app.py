@@ -1,0 +1,107 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from serving.auth import KeyStore
+from serving.engine import Engine
+from serving.errors import ApiError
+from serving.metrics import MetricsMiddleware
+from serving.routers import health, inspections, jobs, model
+from serving.services import Services
+from serving.settings import Settings, get_settings
+
+log = logging.getLogger("pvwind.serve")
+
+DESCRIPTION = """\
+Defect detection for drone inspections of PV plants and wind farms.
+
+* `POST /v1/inspections`: a small batch, answered at once.
+* `POST /v1/jobs`: a whole flight, scored in the background; poll `GET /v1/jobs/{id}`,
+  fetch `GET /v1/jobs/{id}/results` as JSON, GeoJSON or CSV.
+
+Authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every `/v1` route
+(a service without configured keys serves only its own machine).
+Errors: `{"detail": "...", "code": "..."}` with a 4xx status naming the problem.
+"""
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+def create_app(
+    settings: Settings | None = None, *, keys: KeyStore | None = None, engine: Engine | None = None
+) -> FastAPI:
+    """The service. ``engine`` may be passed pre-loaded (e.g. by a test or a benchmark)."""
+    settings = settings or get_settings()
+    keys = keys if keys is not None else KeyStore.load(settings.api_keys, settings.api_keys_file)
+    services = Services(settings, keys, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.start()
+        try:
+            yield
+        finally:
+            services.stop()
+
+    app = FastAPI(
+        title="pvwind-inspect",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        services.metrics.errors.labels(exc.code).inc()
+        return JSONResponse({"detail": exc.message, "code": exc.code}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # list every method the path supports, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return JSONResponse(
+            {"detail": exc.detail, "code": _HTTP_CODES.get(exc.status_code, "http_error")},
+            exc.status_code,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header"))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+        services.metrics.errors.labels("invalid_request").inc()
+        return JSONResponse({"detail": "; ".join(problems), "code": "invalid_request"}, 422)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error", "code": "internal_error"}, 500)
+
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    for r in (inspections.router, jobs.router, model.router, health.router):
+        app.include_router(r)
+    return app

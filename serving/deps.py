@@ -1,0 +1,64 @@
+"""FastAPI dependencies: the services, the API key check, the loaded engine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.auth import key_from_headers
+from serving.engine import Engine
+from serving.errors import ApiError
+from serving.services import Services
+from serving.settings import is_loopback
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+_bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token")
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_key(
+    request: Request,
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Security(_api_key_header)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> None:
+    """401 without a key or with a wrong one. With no keys configured, only requests
+    from this machine are served (403 otherwise)."""
+    keys = services.keys
+    if not keys.enabled:
+        client = request.client.host if request.client else ""
+        if not is_loopback(client):
+            raise ApiError(
+                403,
+                "local_only",
+                "this service has no API keys configured and only serves requests from its own machine",
+            )
+        return
+    key = key_from_headers(f"Bearer {bearer.credentials}" if bearer else None, x_api_key)
+    if key is None:
+        raise ApiError(
+            401,
+            "missing_api_key",
+            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if not keys.check(key):
+        raise ApiError(401, "invalid_api_key", "invalid API key", {"WWW-Authenticate": "Bearer"})
+
+
+def get_engine(services: ServicesDep) -> Engine:
+    if not services.ready or services.engine is None:
+        detail = services.load_error or "the model is still loading"
+        raise ApiError(503, "not_ready", f"not ready: {detail}", {"Retry-After": "5"})
+    return services.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -1,0 +1,54 @@
+"""One router module per resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serving.schemas import ErrorResponse
+
+UPLOAD_TYPES = "image/jpeg, image/png, image/tiff, image/webp"
+
+
+def upload_body(description: str) -> dict[str, Any]:
+    """The OpenAPI request body of the multipart upload endpoints (parsed by ``serving.upload``)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "the images (JPEG, PNG, TIFF, WebP; recognised by content)",
+                            },
+                            "asset_type": {"type": "string", "enum": ["auto", "pv", "wind"], "default": "auto"},
+                            "site": {"type": "string", "maxLength": 200},
+                            "flight": {"type": "string", "maxLength": 200},
+                        },
+                    },
+                    "encoding": {"files": {"contentType": UPLOAD_TYPES}},
+                }
+            },
+        }
+    }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "malformed request",
+        401: "missing or invalid API key",
+        403: "not allowed from this address",
+        404: "not found",
+        409: "conflict with the resource's state",
+        413: "too large: bytes, files or pixels over a limit",
+        415: "not an accepted image type / not multipart",
+        422: "invalid input",
+        503: "busy (Retry-After) or the model is not loaded",
+    }
+    return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}

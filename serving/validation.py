@@ -1,0 +1,65 @@
+"""Per-file and form-field checks shared by the inspection and job endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serving.engine import ASSET_TYPES
+from serving.errors import ApiError, Rejection
+from serving.upload import Upload, UploadedFile
+
+# magic bytes -> content type; the file name and the client's Content-Type are ignored
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+    (b"II+\x00", 0, "image/tiff"),  # BigTIFF
+    (b"MM\x00+", 0, "image/tiff"),
+    (b"WEBP", 8, "image/webp"),
+    (b"BM", 0, "image/bmp"),
+)
+
+
+def sniff_type(data: bytes) -> str | None:
+    """The image type the bytes are, by their signature; None if not a known image type."""
+    for magic, offset, ctype in _SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            if ctype == "image/webp" and data[:4] != b"RIFF":
+                continue
+            return ctype
+    return None
+
+
+def check_type(f: UploadedFile, allowed: list[str]) -> str:
+    """The file's content type if it is allowed; else raises Rejection (415)."""
+    assert f.data is not None
+    ctype = sniff_type(f.data)
+    if ctype is None:
+        raise Rejection(415, "unsupported_type", f"not an image of an accepted type ({', '.join(allowed)})")
+    if ctype not in allowed:
+        raise Rejection(415, "unsupported_type", f"{ctype} is not accepted; accepted: {', '.join(allowed)}")
+    return ctype
+
+
+@dataclass(frozen=True)
+class FormFields:
+    asset_type: str = "auto"
+    site: str | None = None
+    flight: str | None = None
+
+
+def form_fields(upload: Upload) -> FormFields:
+    f = upload.fields
+    asset = (f.get("asset_type") or "auto").strip().lower()
+    if asset not in ASSET_TYPES:
+        raise ApiError(422, "bad_asset_type", f"asset_type must be one of {', '.join(ASSET_TYPES)}, got {asset[:20]!r}")
+    out = {}
+    for name in ("site", "flight"):
+        v = (f.get(name) or "").strip()
+        if len(v) > 200:
+            raise ApiError(422, "field_too_long", f"{name} is longer than 200 characters")
+        if any(ord(c) < 32 for c in v):
+            raise ApiError(422, "bad_field", f"{name} contains control characters")
+        out[name] = v or None
+    return FormFields(asset, out["site"], out["flight"])

@@ -1,0 +1,416 @@
+"""The inspection service through a real uvicorn server: detections equal the detector's,
+jobs and their exports, the model and health endpoints, and a table of bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import zlib
+
+import pytest
+from serving_fixtures import API_KEY, Server, files_param, metric, mirror_images, serving_model
+
+from detector.engine import Detector
+
+LIMITS = {
+    "PVWIND_MAX_FILES": "6",
+    "PVWIND_MAX_FILE_BYTES": str(3_000_000),
+    "PVWIND_MAX_REQUEST_BYTES": str(8_000_000),
+    "PVWIND_JOB_CHUNK_IMAGES": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("serve"), env=LIMITS)
+    with srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector(serving_model(), threads=1)
+
+
+@pytest.fixture(scope="module")
+def images():
+    paths = mirror_images(6)
+    assert len(paths) == 6
+    return paths
+
+
+def _close(a: float | None, b: float | None, tol: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= tol
+
+
+def _same_defects(got: list[dict], want) -> None:
+    assert len(got) == len(want.defects)
+    for g, w in zip(got, want.defects, strict=True):
+        assert g["class_name"] == w.class_name
+        assert g["priority"] == w.priority
+        assert _close(g["confidence"], w.confidence, 2e-3)
+        box = g["box"]
+        for k, v in zip(("x1", "y1", "x2", "y2"), w.xyxy, strict=True):
+            assert abs(box[k] - v) <= 0.5
+        if w.latitude is not None:
+            assert _close(g["location"]["latitude"], w.latitude, 1e-6)
+            assert _close(g["location"]["longitude"], w.longitude, 1e-6)
+        else:
+            assert g["location"] is None
+
+
+def test_inspection_matches_detector_called_directly(client, detector, images):
+    r = client.post("/v1/inspections", files=files_param(images), data={"site": "plant-7", "flight": "f-001"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = detector.inspect([(p.name, p.read_bytes()) for p in images])
+    assert [e["filename"] for e in body["images"]] == [p.name for p in images]
+    for entry, want, path in zip(body["images"], direct, images, strict=True):
+        assert entry["status"] == "ok"
+        assert entry["sha256"] == want.sha256
+        assert entry["bytes"] == path.stat().st_size
+        assert (entry["width"], entry["height"]) == (want.width, want.height)
+        assert entry["priority"] == want.worst_priority
+        _same_defects(entry["defects"], want)
+        if want.camera is not None and want.camera.has_gps:
+            assert _close(entry["camera"]["latitude"], want.camera.latitude, 1e-9)
+            assert _close(entry["camera"]["longitude"], want.camera.longitude, 1e-9)
+            assert entry["geo"]["quality"] == want.geo_quality
+    # the XT2 frames carry GPS: their location metadata must come through
+    assert sum(e["camera"] is not None and e["camera"]["latitude"] is not None for e in body["images"]) >= 2
+    s = body["summary"]
+    assert s["images"] == 6 and s["images_failed"] == 0
+    assert s["defects"] == sum(len(w.defects) for w in direct)
+    assert (body["site"], body["flight"], body["asset_type"]) == ("plant-7", "f-001", "auto")
+
+
+def test_one_bad_image_keeps_the_others(client, images, detector):
+    good = images[0].read_bytes()
+    files = [
+        ("files", ("ok.jpg", good, "image/jpeg")),
+        ("files", ("notes.jpg", b"this is a text file, not a photo", "image/jpeg")),
+        ("files", ("cut.jpg", good[: len(good) // 2], "image/jpeg")),
+    ]
+    r = client.post("/v1/inspections", files=files)
+    assert r.status_code == 200, r.text
+    ok, text, cut = r.json()["images"]
+    assert ok["status"] == "ok" and len(ok["defects"]) == len(detector.inspect([good])[0].defects)
+    assert text["status"] == "error" and text["error"]["code"] == "unsupported_type" and text["error"]["status"] == 415
+    assert cut["status"] == "error" and cut["error"]["code"] == "truncated_image"
+    assert r.json()["summary"]["images_failed"] == 2
+
+
+def test_asset_type_filters_defects(client, images):
+    files = files_param(images[:3])
+    pv = client.post("/v1/inspections", files=files, data={"asset_type": "pv"}).json()
+    wind = client.post("/v1/inspections", files=files, data={"asset_type": "wind"}).json()
+    both = client.post("/v1/inspections", files=files, data={"asset_type": "auto"}).json()
+    for p, w, a in zip(pv["images"], wind["images"], both["images"], strict=True):
+        assert all(d["asset"] == "pv" for d in p["defects"])
+        assert all(d["asset"] == "wind" for d in w["defects"])
+        assert len(p["defects"]) + len(w["defects"]) == len(a["defects"])
+        assert p["asset"] == "pv" and w["asset"] == "wind"
+
+
+def _wait_done(client, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not done: {job}")
+
+
+def test_job_lifecycle_and_exports(client, images, detector):
+    files = files_param(images) + [("files", ("readme.jpg", b"not an image", "text/plain"))]
+    r = client.post("/v1/jobs", files=files, data={"flight": "f-002", "asset_type": "auto"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["total"] == 7 and job["failed"] == 1 and job["status"] == "queued"
+    job = _wait_done(client, job["id"])
+    assert (job["status"], job["done"], job["failed"], job["pending"], job["progress"]) == ("done", 6, 1, 0, 1.0)
+
+    res = client.get(f"/v1/jobs/{job['id']}/results").json()
+    assert res["complete"] is True
+    entries = res["images"]
+    assert [e["filename"] for e in entries] == [p.name for p in images] + ["readme.jpg"]
+    assert entries[-1]["status"] == "error" and entries[-1]["error"]["code"] == "unsupported_type"
+    direct = detector.inspect([(p.name, p.read_bytes()) for p in images])
+    for e, want in zip(entries, direct, strict=False):
+        _same_defects(e["defects"], want)
+    n_defects = sum(len(w.defects) for w in direct)
+    assert res["summary"]["defects"] == n_defects and res["summary"]["images_failed"] == 1
+
+    gj = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "geojson"})
+    assert gj.headers["content-type"].startswith("application/geo+json")
+    feats = gj.json()["features"]
+    assert gj.json()["type"] == "FeatureCollection" and len(feats) == n_defects
+    assert all(f["properties"]["group"] == "f-002" for f in feats)
+
+    c = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "csv"})
+    assert c.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(c.text)))
+    assert c.text.startswith("source,image_id,group,defect,class_name")
+    assert len(rows) == n_defects
+    assert {row["source"] for row in rows} <= {p.name for p in images}
+
+    # a finished job cannot be cancelled
+    d = client.delete(f"/v1/jobs/{job['id']}")
+    assert d.status_code == 409 and d.json()["code"] == "job_finished"
+
+
+def test_cancel_stops_a_job(client, images):
+    files = files_param(images * 3)  # 18 images, scored 2 per step
+    job = client.post("/v1/jobs", files=files).json()
+    r = client.delete(f"/v1/jobs/{job['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    time.sleep(1.5)
+    after = client.get(f"/v1/jobs/{job['id']}").json()
+    assert after["status"] == "cancelled"
+    assert after["done"] < 18
+    time.sleep(1.0)
+    assert client.get(f"/v1/jobs/{job['id']}").json()["done"] == after["done"]  # nothing scored after cancelling
+
+
+def test_model_endpoint(client):
+    m = client.get("/v1/model").json()
+    from detector.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    assert [c["name"] for c in m["classes"]] == tax.names
+    assert all(c["description"] for c in m["classes"])
+    assert m["key"].startswith(m["version"] + "@") and len(m["sha256"]) == 64
+
+
+def test_health_ready_and_metrics(server, client, images):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["model"]
+    before = metric(client.get("/metrics").text, "pvwind_images_total", path="inspection", outcome="scored")
+    client.post("/v1/inspections", files=files_param(images[:2]))
+    text = client.get("/metrics").text
+    assert metric(text, "pvwind_images_total", path="inspection", outcome="scored") == before + 2
+    assert metric(text, "pvwind_http_requests_total", method="POST", route="/v1/inspections", status="200") >= 1
+    assert "pvwind_queue_depth_images" in text and "pvwind_job_backlog_images" in text
+    assert "pvwind_http_request_seconds_bucket" in text
+
+
+def test_docs_and_openapi(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/inspections", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results", "/v1/model"} <= set(
+        spec["paths"]
+    )
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def _png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature + IHDR claiming huge dimensions (a decompression bomb's header)."""
+    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    chunk = len(ihdr[4:]).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
+    idat = b"IDAT" + zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk + (len(idat) - 4).to_bytes(4, "big") + idat + zlib.crc32(idat).to_bytes(4, "big")
+    )
+
+
+def _one(name: str, data: bytes) -> dict:
+    return {"files": [("files", (name, data, "image/jpeg"))]}
+
+
+def _jpeg() -> bytes:
+    return mirror_images(1)[0].read_bytes()
+
+
+# name: (method, path, request kwargs factory, api key, status, code, message fragment)
+BAD_INPUTS = {
+    "empty file": ("POST", "/v1/inspections", lambda: _one("a.jpg", b""), API_KEY, 422, "empty_file", "empty"),
+    "truncated jpeg": (
+        "POST",
+        "/v1/inspections",
+        lambda: _one("a.jpg", _jpeg()[:20_000]),
+        API_KEY,
+        422,
+        "truncated_image",
+        "truncated",
+    ),
+    "text named .jpg": (
+        "POST",
+        "/v1/inspections",
+        lambda: _one("a.jpg", b"hello, I am text\n" * 20),
+        API_KEY,
+        415,
+        "unsupported_type",
+        "not an image",
+    ),
+    "huge dimensions": (
+        "POST",
+        "/v1/inspections",
+        lambda: _one("big.png", _png_header_only(12000, 10000)),
+        API_KEY,
+        413,
+        "too_many_pixels",
+        "12000x10000",
+    ),
+    "huge dimensions in a job": (
+        "POST",
+        "/v1/jobs",
+        lambda: _one("big.png", _png_header_only(12000, 10000)),
+        API_KEY,
+        413,
+        "too_many_pixels",
+        "MP limit",
+    ),
+    "too many files": (
+        "POST",
+        "/v1/inspections",
+        lambda: {"files": [("files", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(7)]},
+        API_KEY,
+        413,
+        "too_many_files",
+        "more than 6",
+    ),
+    "file too large": (
+        "POST",
+        "/v1/inspections",
+        lambda: _one("a.jpg", b"\xff\xd8\xff" + bytes(3_100_000)),
+        API_KEY,
+        413,
+        "file_too_large",
+        "3000000 bytes",
+    ),
+    "request too large": (
+        "POST",
+        "/v1/inspections",
+        lambda: {"files": [("files", (f"{i}.jpg", bytes(2_900_000), "image/jpeg")) for i in range(3)]},
+        API_KEY,
+        413,
+        "request_too_large",
+        "8000000",
+    ),
+    "no files": (
+        "POST",
+        "/v1/inspections",
+        lambda: {"files": [("site", (None, b"x"))]},
+        API_KEY,
+        422,
+        "no_files",
+        "no images",
+    ),
+    "not multipart": (
+        "POST",
+        "/v1/inspections",
+        lambda: {"json": {"files": []}},
+        API_KEY,
+        415,
+        "not_multipart",
+        "multipart/form-data",
+    ),
+    "bad asset_type": (
+        "POST",
+        "/v1/inspections",
+        lambda: {**_one("a.jpg", _jpeg()), "data": {"asset_type": "boat"}},
+        API_KEY,
+        422,
+        "bad_asset_type",
+        "asset_type must be one of",
+    ),
+    "unknown form field": (
+        "POST",
+        "/v1/inspections",
+        lambda: {**_one("a.jpg", _jpeg()), "data": {"asset-type": "pv"}},
+        API_KEY,
+        422,
+        "unknown_field",
+        "'asset-type'",
+    ),
+    "missing key": ("GET", "/v1/model", dict, None, 401, "missing_api_key", "missing API key"),
+    "wrong key": ("GET", "/v1/model", dict, "pvw_wrong-key-00000000000", 401, "invalid_api_key", "invalid API key"),
+    "missing key on upload": (
+        "POST",
+        "/v1/inspections",
+        lambda: _one("a.jpg", _jpeg()),
+        None,
+        401,
+        "missing_api_key",
+        "X-API-Key",
+    ),
+    "unknown job id": (
+        "GET",
+        "/v1/jobs/0123456789abcdef0123456789abcdef",
+        dict,
+        API_KEY,
+        404,
+        "job_not_found",
+        "no job with id",
+    ),
+    "malformed job id": ("GET", "/v1/jobs/..%2F..%2Fetc", dict, API_KEY, 404, None, ""),
+    "unknown job results": (
+        "GET",
+        "/v1/jobs/0123456789abcdef0123456789abcdef/results",
+        dict,
+        API_KEY,
+        404,
+        "job_not_found",
+        "no job",
+    ),
+    "unknown results format": (
+        "GET",
+        "/v1/jobs/0123456789abcdef0123456789abcdef/results?format=xlsx",
+        dict,
+        API_KEY,
+        422,
+        "invalid_request",
+        "format: Input should be 'json', 'geojson' or 'csv'",
+    ),
+    "cancel unknown job": (
+        "DELETE",
+        "/v1/jobs/ffffffffffffffffffffffffffffffff",
+        dict,
+        API_KEY,
+        404,
+        "job_not_found",
+        "no job",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input(server, case):
+    method, path, make, key, status, code, fragment = BAD_INPUTS[case]
+    with server.client(key=key) as c:
+        r = c.request(method, path, **make())
+    assert r.status_code == status, r.text
+    if code is not None:
+        body = r.json()
+        assert body["code"] == code
+        assert fragment.lower() in body["detail"].lower()
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_bearer_key_and_file_names_are_only_text(server, images):
+    data = images[0].read_bytes()
+    with server.client(key=None) as c:
+        r = c.post(
+            "/v1/inspections",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            files=[
+                ("files", ("../../etc/passwd.jpg", data, "image/jpeg")),
+                ("files", ("..\\..\\windows\\win.ini", data, "image/jpeg")),
+            ],
+        )
+    assert r.status_code == 200, r.text
+    assert [e["filename"] for e in r.json()["images"]] == ["passwd.jpg", "win.ini"]
+    assert not (server.workdir / "etc").exists()
