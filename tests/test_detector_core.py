@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detector.detections import Detections
-from detector.letterbox import batch_input_shape, letterbox, letterbox_info, rect_shape, to_tensor
+from detector.letterbox import batch_input_shape, letterbox, letterbox_info, letterbox_into, rect_shape, to_tensor
 from detector.nms import batched_nms, box_iou, merge_overlapping, nms
 from detector.tiling import mark_cut, merge_tiles, plan_tiles, should_tile
 
@@ -71,7 +71,9 @@ def test_from_yolo_output_thresholds_nms_and_classes():
     d2 = Detections.from_yolo_output(raw, conf=np.array([0.05, 0.5, 0.35]), iou=0.7)
     assert d2.class_id.tolist() == [0, 1]
     # max_det keeps the best
-    assert Detections.from_yolo_output(raw, conf=0.01, iou=0.7, max_det=2).confidence.tolist() == pytest.approx([0.9, 0.7])
+    assert Detections.from_yolo_output(raw, conf=0.01, iou=0.7, max_det=2).confidence.tolist() == pytest.approx(
+        [0.9, 0.7]
+    )
     # nothing above threshold
     assert len(Detections.from_yolo_output(raw, conf=0.95)) == 0
 
@@ -89,12 +91,13 @@ def test_from_yolo_output_rejects_bad_shapes():
 
 # -- NMS ------------------------------------------------------------------------------------------
 def _reference_nms(boxes, scores, thr):
+    iou = box_iou(boxes, boxes)
     order = list(np.argsort(-scores, kind="stable"))
     keep = []
     while order:
         i = order.pop(0)
         keep.append(i)
-        order = [j for j in order if box_iou(boxes[i : i + 1], boxes[j : j + 1])[0, 0] <= thr]
+        order = [j for j in order if iou[i, j] <= thr]
     return keep
 
 
@@ -108,6 +111,11 @@ def test_nms_matches_reference_on_random_boxes():
         assert nms(boxes, scores, thr).tolist() == _reference_nms(boxes, scores, thr)
     # max_det: the same as full NMS, truncated
     assert nms(boxes, scores, 0.5, max_det=10).tolist() == _reference_nms(boxes, scores, 0.5)[:10]
+
+
+def test_box_iou_values():
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15], [0, 0, 10, 10], [20, 20, 30, 30]]))
+    assert iou[0].tolist() == pytest.approx([25 / 175, 1.0, 0.0])
 
 
 def test_batched_nms_is_class_aware():
@@ -153,6 +161,16 @@ def test_rect_shape_and_batch_shape():
     assert batch_input_shape([(512, 640)], (640, 640), 32, False) == (640, 640)
     info = letterbox_info((512, 640), (640, 640))
     assert (info.left, info.top, info.gain) == (0, 64, 1.0)
+
+
+def test_letterbox_into_equals_letterbox_then_tensor():
+    rng = np.random.default_rng(3)
+    for hw, shape in [((512, 640), (512, 640)), ((300, 500), (640, 640)), ((640, 640), (640, 640))]:
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        slot = np.empty((3, *shape), np.float32)
+        info = letterbox_into(img, slot)
+        ref, ref_info = letterbox(img, shape)
+        assert info == ref_info and np.array_equal(slot, to_tensor(ref[None])[0])
 
 
 def test_to_tensor_layout():

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from detector_fixtures import XT2_FRAMES, need_xt2
 from PIL import Image
 
 from detector.decode import ImageDecodeError, decode_image, stretch_to_uint8
-from detector_fixtures import XT2_FRAMES, need_xt2
 
 
 def _png_bytes(arr: np.ndarray, **kw) -> bytes:
@@ -78,17 +78,34 @@ def test_stretch_of_flat_and_float_images():
         stretch_to_uint8(f, (50, 10))
 
 
-@pytest.mark.parametrize("orientation,rot", [(3, 2), (6, -1), (8, 1)])
-def test_exif_orientation_is_applied(orientation, rot):
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation, fmt):
+    from PIL import ImageOps
+
     stored = np.zeros((20, 40, 3), np.uint8)
-    stored[:5, :5] = [255, 0, 0]  # red marker top-left as stored
-    stored[-5:, -5:] = [0, 0, 255]
+    stored[:6, :6] = [255, 0, 0]  # red marker top-left as stored
+    stored[-6:, -6:] = [0, 0, 255]
     exif = Image.Exif()
     exif[0x0112] = orientation
-    d = decode_image(_png_bytes(stored, exif=exif.tobytes()))
-    expect = np.rot90(stored, k=rot)  # 6: rotate 90 degrees clockwise to display; 8: counter-clockwise
-    assert d.pixels.shape == expect.shape and np.array_equal(d.pixels, expect)
+    b = io.BytesIO()
+    Image.fromarray(stored).save(b, fmt, exif=exif.tobytes(), **({"quality": 100} if fmt == "JPEG" else {}))
+    d = decode_image(b.getvalue())
+    # independent: Pillow's own transposition of the same file
+    expect = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(b.getvalue()))).convert("RGB"))
+    assert d.pixels.shape == expect.shape
+    assert np.abs(d.pixels.astype(int) - expect.astype(int)).max() <= (0 if fmt != "JPEG" else 2)
+    if orientation in (6, 8):  # 6: rotate 90 degrees clockwise to display; 8: counter-clockwise
+        corner = d.pixels[:5, -5:] if orientation == 6 else d.pixels[-5:, :5]
+        assert np.abs(corner.astype(int) - [255, 0, 0]).max() <= 3
     assert d.stored_hw == (20, 40) and d.metadata.orientation == orientation
+
+
+def test_fast_and_pillow_paths_agree_on_real_jpegs():
+    need_xt2()
+    for path in XT2_FRAMES[:3]:
+        pil = np.asarray(Image.open(path).convert("RGB"))
+        assert np.array_equal(decode_image(path).pixels, pil)
 
 
 def _png_header_only(w: int, h: int) -> bytes:
