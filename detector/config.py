@@ -17,6 +17,7 @@ class DetectorConfig(BaseModel):
     model: str | None = None
     backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
     precision: Literal["bf16", "f32", "f16"] = "bf16"
+    openvino_hint: Literal["latency", "throughput"] = "throughput"
     threads: int = Field(0, ge=0)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     spin_wait: bool = False

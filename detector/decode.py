@@ -211,7 +211,14 @@ def _read(source: Any, name: str | None) -> tuple[bytes, str]:
         except OSError as e:
             raise ImageDecodeError(f"cannot read file ({e.strerror or e})", reason="unreadable", source=label) from None
     if hasattr(source, "read"):
-        return source.read(), name or getattr(source, "name", "<stream>")
+        label = name or str(getattr(source, "name", "<stream>"))
+        try:
+            data = source.read()
+        except OSError as e:
+            raise ImageDecodeError(f"cannot read stream ({e})", reason="unreadable", source=label) from None
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ImageDecodeError("stream is not opened in binary mode", reason="unreadable", source=label)
+        return bytes(data), label
     raise ImageDecodeError(f"unsupported input type {type(source).__name__}", reason="unreadable", source=name)
 
 
@@ -252,6 +259,8 @@ def _decode_cv2(data: bytes, fmt: str, mode: str, hw: tuple[int, int]) -> np.nda
     if fmt not in ("JPEG", "PNG") or mode not in _CV2_MODES:
         return None
     flags = cv2.IMREAD_IGNORE_ORIENTATION | getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+    if fmt == "JPEG":
+        data = _strip_app_segments(data)
     try:
         a = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
@@ -261,6 +270,46 @@ def _decode_cv2(data: bytes, fmt: str, mode: str, hw: tuple[int, int]) -> np.nda
     if not hasattr(cv2, "IMREAD_COLOR_RGB"):
         a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
     return a
+
+
+_DROP_APP = frozenset(range(0xE1, 0xEE)) | {0xEF}  # APP1-APP13, APP15; keep APP0 (JFIF) and APP14 (Adobe)
+
+
+def _strip_app_segments(data: bytes) -> bytes:
+    """The JPEG without its metadata segments (EXIF, XMP, ICC, FLIR radiometric data...).
+
+    Metadata was already read by Pillow; the decoder only needs the image. A DJI thermal
+    frame carries ~600 kB of FLIR segments that libjpeg otherwise copies, which doubles its
+    decode time. Returns the input unchanged if the marker structure looks unusual."""
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return data
+    parts = [data[:2]]
+    i = 2
+    dropped = False
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return data
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is image data
+            parts.append(data[i:])
+            return b"".join(parts) if dropped else data
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            parts.append(data[i : i + 2])
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2:
+            return data
+        if marker in _DROP_APP:
+            dropped = True
+        else:
+            parts.append(data[i : i + 2 + length])
+        i += 2 + length
+    return data
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:

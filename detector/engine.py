@@ -3,7 +3,7 @@
     from detector import Detector
     det = Detector("models/current")                     # or an .onnx path; backend="openvino"
     dets = det.predict(["a.jpg", rgb_array])              # list[Detections], original pixels
-    results = det.inspect(["flight1/"])                   # decode -> detect -> geo -> priority
+    results = det.inspect(["f1.jpg", ("upload.jpg", raw)])  # decode -> detect -> geo -> priority
 
 Arrays passed in are RGB (H, W, 3) uint8, or single-channel (H, W) of any integer or
 float type (stretched like a thermal frame). Paths and bytes are decoded by
@@ -67,9 +67,13 @@ class _Prepared:
 
 
 class Detector:
-    """An exported YOLO model plus the settings to run it. Thread-safe for ``predict`` only
-    when each thread has its own ``Detector`` (sessions are cheap to share read-only, but
-    the OpenVINO infer request is not)."""
+    """An exported YOLO model plus the settings to run it.
+
+    One ``Detector`` per worker: ONNX Runtime sessions may be shared between threads, but
+    the OpenVINO backend serialises calls with a lock, so sharing one costs throughput.
+    For one-image requests (a web service) ``inspect(..., prefetch=False)`` skips the
+    decode thread.
+    """
 
     def __init__(
         self,
@@ -93,6 +97,7 @@ class Detector:
             precision=cfg.precision,
             warmup=cfg.warmup,
             spin_wait=cfg.spin_wait,
+            openvino_hint=cfg.openvino_hint,
         )
         self.info: ModelInfo = self.backend.info
         self.names: tuple[str, ...] = self.info.names
@@ -149,6 +154,27 @@ class Detector:
             images = [images]
         arrays = [self._pixels(im) for im in images]
         return self._detect(arrays, conf=conf, iou=iou, max_det=max_det, tiling=tiling, batch_size=batch_size)[0]
+
+    def iter_predict(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        tiling: str | None = None,
+        chunk_size: int | None = None,
+    ) -> Iterator[Detections]:
+        """:meth:`predict` over a long sequence, a chunk at a time (bounded memory), in order."""
+        size = chunk_size or self.config.batch_size * getattr(self.backend, "parallel", 1)
+        buf: list[ImageInput] = []
+        for im in images:
+            buf.append(im)
+            if len(buf) >= size:
+                yield from self.predict(buf, conf=conf, iou=iou, max_det=max_det, tiling=tiling)
+                buf = []
+        if buf:
+            yield from self.predict(buf, conf=conf, iou=iou, max_det=max_det, tiling=tiling)
 
     def _pixels(self, im: ImageInput) -> np.ndarray:
         if isinstance(im, DecodedImage):
@@ -224,11 +250,19 @@ class Detector:
         thr = self.thresholds(conf)
         jobs, end2end = plan.jobs, self.info.end2end
         per_job: list[Detections] = [Detections.empty()] * len(jobs)
-        for b in plan.batches:
-            if b.tensor is None:
-                self._fill(b, jobs)
-            raw = self.backend.run(b.tensor)
-            b.tensor = None  # free it
+
+        def tensors() -> Iterator[np.ndarray]:
+            for b in plan.batches:
+                if b.tensor is None:
+                    self._fill(b, jobs)  # filled here, while the backend runs the previous batches
+                x, b.tensor = b.tensor, None  # the backend holds the only reference: freed after the run
+                yield x  # type: ignore[misc]
+
+        if getattr(self.backend, "parallel", 1) > 1:
+            outputs: Iterable[np.ndarray] = self.backend.run_many(tensors())
+        else:  # one batch at a time through run() (which wrappers, e.g. timers, may override)
+            outputs = (self.backend.run(x) for x in tensors())
+        for b, raw in zip(plan.batches, outputs, strict=True):
             for j, k in enumerate(b.jobs):
                 d = Detections.from_yolo_output(raw[j], conf=thr, iou=iou, max_det=max_det, end2end=end2end)
                 if len(d):
@@ -284,7 +318,8 @@ class Detector:
         flight id stored on each result (for :func:`detector.results.rollup`). ``keep_images``:
         leave the decoded image on ``result.image`` (e.g. to draw it).
         """
-        size = chunk_size or max(self.config.batch_size, 1)
+        # enough images per chunk to keep every parallel request of the backend busy
+        size = chunk_size or self.config.batch_size * getattr(self.backend, "parallel", 1)
 
         def chunks() -> Iterator[list[Any]]:
             buf: list[Any] = []

@@ -19,7 +19,10 @@ import ast
 import hashlib
 import json
 import os
+import threading
 import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,8 +152,11 @@ def parse_metadata(meta: dict[str, str], input_shape: list[Any], input_name: str
 class Backend(Protocol):
     name: str
     info: ModelInfo
+    parallel: int  # how many batches it can usefully run at once (run_many keeps that many in flight)
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def run_many(self, xs: Iterable[np.ndarray]) -> list[np.ndarray]: ...
 
 
 def default_threads() -> int:
@@ -195,14 +201,19 @@ class OnnxRuntimeBackend:
         self.threads = so.intra_op_num_threads
         self._output = self.session.get_outputs()[0].name
 
+    parallel = 1
+
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self.info.input_name: x})[0]
+
+    def run_many(self, xs: Iterable[np.ndarray]) -> list[np.ndarray]:
+        return [self.run(x) for x in xs]
 
 
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, path: Path, threads: int = 0, precision: str = "bf16", hint: str = "LATENCY") -> None:
+    def __init__(self, path: Path, threads: int = 0, precision: str = "bf16", hint: str = "throughput") -> None:
         try:
             import openvino as ov
         except ImportError as e:
@@ -223,7 +234,9 @@ class OpenVinoBackend:
         core = ov.Core()
         try:
             model = core.read_model(str(path))
-            config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint}
+            if hint.upper() not in ("LATENCY", "THROUGHPUT"):
+                raise ValueError(f"openvino hint must be latency or throughput, got {hint!r}")
+            config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint.upper()}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = int(threads)
             self.compiled = core.compile_model(model, "CPU", config)
@@ -231,12 +244,39 @@ class OpenVinoBackend:
             raise ModelLoadError(f"OpenVINO cannot load {path}: {e}") from e
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
-        self.providers = [f"openvino-CPU-{self.precision}"]
-        self._request = self.compiled.create_infer_request()
+        self.hint = hint.lower()
+        self.parallel = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.providers = [f"openvino-CPU-{self.precision}-{self.hint}x{self.parallel}"]
+        self._requests = [self.compiled.create_infer_request() for _ in range(self.parallel)]
+        self._lock = threading.Lock()
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        self._request.infer({0: x})
-        return self._request.get_output_tensor(0).data.copy()
+        with self._lock:
+            r = self._requests[0]
+            r.infer({0: x})
+            return r.get_output_tensor(0).data.copy()
+
+    def run_many(self, xs: Iterable[np.ndarray]) -> list[np.ndarray]:
+        """Keep ``parallel`` batches in flight (one per OpenVINO stream); outputs in input order.
+
+        Requests are used round-robin and collected in this thread (no callbacks, which would
+        need the GIL inside OpenVINO's worker threads)."""
+        with self._lock:
+            outs: list[np.ndarray] = []
+            inflight: deque = deque()
+            for i, x in enumerate(xs):
+                r = self._requests[i % self.parallel]
+                if len(inflight) == self.parallel:
+                    done, _ = inflight.popleft()
+                    done.wait()
+                    outs.append(done.get_output_tensor(0).data.copy())
+                r.start_async({0: x}, share_inputs=True)
+                inflight.append((r, x))  # keep x alive while the request reads it
+            while inflight:
+                done, _ = inflight.popleft()
+                done.wait()
+                outs.append(done.get_output_tensor(0).data.copy())
+            return outs
 
 
 def load_backend(
@@ -247,13 +287,14 @@ def load_backend(
     precision: str = "bf16",
     warmup: int = 1,
     spin_wait: bool = False,
+    openvino_hint: str = "throughput",
 ) -> Backend:
     """Open a model with the chosen runtime and warm it up (the first runs allocate and tune)."""
     path = resolve_model_path(model)
     if backend in ("onnxruntime", "ort"):
         be: Backend = OnnxRuntimeBackend(path, threads=threads, optimization=optimization, spin_wait=spin_wait)
     elif backend in ("openvino", "ov"):
-        be = OpenVinoBackend(path, threads=threads, precision=precision)
+        be = OpenVinoBackend(path, threads=threads, precision=precision, hint=openvino_hint)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     info = be.info

@@ -1,7 +1,9 @@
 """Helpers for the detector tests: the model under test and real images.
 
-The model: ``models/current`` (the shipped model) if present, else a small model
-trained and exported once into ``build/devmodel/`` (needs the training extras).
+The model: ``models/current`` (the shipped model) if present, else ``build/devmodel/``:
+made once from the newest training checkpoint in ``build/train/`` or, failing that, by
+a few epochs of training (needs the training extras; such a model detects little, so the
+detection tests are meaningful with a trained model).
 Real images come from the read-only dataset mirror (``../shared/datasets``).
 """
 
@@ -46,7 +48,23 @@ def model_dir() -> Path:
         return SHIPPED
     if (DEVMODEL / "model.onnx").is_file():
         return DEVMODEL
+    checkpoints = sorted((REPO / "build" / "train").glob("*/weights/best.pt"), key=lambda p: p.stat().st_mtime)
+    if checkpoints:
+        return export_checkpoint(checkpoints[-1])
     return build_devmodel()
+
+
+def export_checkpoint(weights: Path, imgsz: int = 640) -> Path:
+    """Export a training checkpoint (e.g. of a run in progress) into build/devmodel/."""
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        pytest.fail("no model: models/current is missing and the training extras are not installed to export one")
+    DEVMODEL.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, DEVMODEL / "weights.pt")
+    onnx = YOLO(str(DEVMODEL / "weights.pt")).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True)
+    shutil.move(onnx, DEVMODEL / "model.onnx")
+    return DEVMODEL
 
 
 def build_devmodel(epochs: int = 3, imgsz: int = 320, n_images: int = 64) -> Path:

@@ -71,7 +71,10 @@ def test_predict_boxes_in_image_and_above_threshold(det, images):
 def test_batching_does_not_change_results(det, images):
     batched = det.predict(images, conf=0.01, batch_size=4)
     single = [det.predict(p, conf=0.01, batch_size=1)[0] for p in images]
-    for a, b in zip(batched, single, strict=True):
+    streamed = list(det.iter_predict(iter(images), conf=0.01, chunk_size=2))
+    assert len(streamed) == len(images)
+    for a, b, c in zip(batched, single, streamed, strict=True):
+        assert len(c) == len(a) and np.allclose(c.xyxy, a.xyxy, atol=0.05)
         assert len(a) == len(b)
         assert np.allclose(a.xyxy, b.xyxy, atol=0.05) and np.allclose(a.confidence, b.confidence, atol=1e-4)
 
