@@ -148,43 +148,12 @@ def peak_flops(threads: int) -> dict[str, float]:
 
 
 def quantize_int8(model_path: Path, images: list[Path], out: Path, imgsz: tuple[int, int]) -> Path:
-    """Static QDQ INT8 with ONNX Runtime, calibrated on the benchmark images; metadata copied over."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(images[:32])
-
-        def get_next(self):
-            p = next(self.it, None)
-            if p is None:
-                return None
-            buf, _ = letterbox(decode_image(p).pixels, imgsz)
-            return {"images": to_tensor(buf[None])}
+    """Static QDQ INT8 with ONNX Runtime (the training pipeline's own quantiser), calibrated on the
+    benchmark images."""
+    from training.export import quantize_int8 as quantize
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    pre = out.with_name("model_pre.onnx")
-    quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(
-        str(pre),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        # keep the detect head's box/class outputs in float: quantising the final concat hurts accuracy
-        nodes_to_exclude=[],
-    )
-    src, dst = onnx.load(str(model_path)), onnx.load(str(out))
-    del dst.metadata_props[:]
-    for p in src.metadata_props:
-        dst.metadata_props.add(key=p.key, value=p.value)
-    onnx.save(dst, str(out))
-    pre.unlink(missing_ok=True)
-    return out
+    return quantize(model_path, out, images[:32], max(imgsz))
 
 
 # -- runs -------------------------------------------------------------------------------------------------

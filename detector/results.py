@@ -39,6 +39,33 @@ class Defect:
     def priority(self) -> str:
         return self.assessment.priority
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Defect:
+        """The inverse of :meth:`to_dict` (for stored results)."""
+        a = Assessment(
+            priority=d["priority"],
+            action=d.get("action", ""),
+            time_frame=d.get("time_frame", ""),
+            scale=d.get("scale"),
+            level=d.get("level"),
+            level_label=d.get("level_label"),
+            base=d.get("base_level"),
+            reasons=tuple(d.get("reasons") or ()),
+        )
+        return cls(
+            index=d["index"],
+            class_id=d["class_id"],
+            class_name=d["class_name"],
+            confidence=d["confidence"],
+            xyxy=tuple(d["xyxy"]),  # type: ignore[arg-type]
+            area_frac=d.get("area_frac", 0.0),
+            assessment=a,
+            latitude=d.get("latitude"),
+            longitude=d.get("longitude"),
+            geo_quality=d.get("geo_quality", "none"),
+            asset=d.get("asset"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -86,6 +113,28 @@ class ImageResult:
     @property
     def worst_priority(self) -> str | None:
         return self.summary.worst
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], source: str | None = None, group: str | None = None) -> ImageResult:
+        """Rebuild a result from its :meth:`to_dict` form (a stored result), for the exporters.
+        Detections and the camera pose are not restored; ``defects`` and ``summary`` are."""
+        geo = payload.get("geo") or {}
+        return cls(
+            source=source if source is not None else payload.get("source", ""),
+            image_id=payload.get("image_id", ""),
+            sha256=payload.get("sha256"),
+            width=payload.get("width"),
+            height=payload.get("height"),
+            defects=[Defect.from_dict(d) for d in payload.get("defects") or []],
+            summary=PrioritySummary(**payload["summary"]) if payload.get("summary") else PrioritySummary(),
+            geo_quality=geo.get("quality", "none"),
+            geo_note=geo.get("note", ""),
+            gsd_m=geo.get("gsd_m"),
+            group=group if group is not None else payload.get("group"),
+            model_version=payload.get("model_version"),
+            error=payload.get("error"),
+            error_reason=payload.get("error_reason"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

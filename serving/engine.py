@@ -23,8 +23,8 @@ from detector.decode import DecodedImage, ImageDecodeError
 from detector.engine import Detector
 from detector.export import CSV_COLUMNS, csv_rows, to_geojson
 from detector.model import ModelLoadError, resolve_model_path
-from detector.priority import PRIORITIES, Assessment, PrioritySummary, summarize
-from detector.results import Defect, ImageResult
+from detector.priority import PRIORITIES, PrioritySummary, summarize
+from detector.results import ImageResult
 from detector.taxonomy import load_taxonomy
 from serving.errors import Rejection
 from serving.store import ScoredResult
@@ -214,50 +214,8 @@ def rollup(summaries: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
 
 # -------------------------------------------------------------------- export
 def image_result(payload: dict[str, Any], source: str, group: str | None = None) -> ImageResult:
-    """Rebuild the detector's ``ImageResult`` from a stored ``to_dict()`` payload, for its exporters.
-    (Stand-in until the detector offers ``ImageResult.from_dict``.)"""
-    defects = []
-    for d in payload.get("defects") or []:
-        a = Assessment(
-            priority=d["priority"],
-            action=d.get("action", ""),
-            time_frame=d.get("time_frame", ""),
-            scale=d.get("scale"),
-            level=d.get("level"),
-            level_label=d.get("level_label"),
-            base=d.get("base_level"),
-            reasons=tuple(d.get("reasons") or ()),
-        )
-        defects.append(
-            Defect(
-                index=d["index"],
-                class_id=d["class_id"],
-                class_name=d["class_name"],
-                confidence=d["confidence"],
-                xyxy=tuple(d["xyxy"]),  # type: ignore[arg-type]
-                area_frac=d.get("area_frac", 0.0),
-                assessment=a,
-                latitude=d.get("latitude"),
-                longitude=d.get("longitude"),
-                geo_quality=d.get("geo_quality", "none"),
-                asset=d.get("asset"),
-            )
-        )
-    geo = payload.get("geo") or {}
-    return ImageResult(
-        source=source,
-        image_id=payload.get("image_id", ""),
-        sha256=payload.get("sha256"),
-        width=payload.get("width"),
-        height=payload.get("height"),
-        defects=defects,
-        summary=PrioritySummary(**payload["summary"]) if payload.get("summary") else PrioritySummary(),
-        geo_quality=geo.get("quality", "none"),
-        geo_note=geo.get("note", ""),
-        gsd_m=geo.get("gsd_m"),
-        group=group,
-        model_version=payload.get("model_version"),
-    )
+    """The detector's ``ImageResult`` of a stored ``to_dict()`` payload, for its exporters."""
+    return ImageResult.from_dict(payload, source=source, group=group)
 
 
 def export_geojson(items: Sequence[tuple[str, dict[str, Any]]], group: str | None = None) -> dict[str, Any]:

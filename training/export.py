@@ -129,17 +129,14 @@ def quantize_int8(onnx_path: Path, out: Path, calib_images: Sequence[Path], imgs
 
 
 def _head_nodes(path: Path) -> list[str]:
-    """Keep the box-decoding tail (DFL, concat of boxes and scores) in float: quantising it
-    costs accuracy and no time."""
+    """The detect head's decoding tail (DFL, anchor arithmetic, the final sigmoid and concats),
+    kept in float: quantising it costs accuracy and saves no time. Its convolutions (``cv2``,
+    ``cv3``) are quantised like the rest."""
     import onnx
 
     g = onnx.load(str(path)).graph
-    return [
-        n.name
-        for n in g.node
-        if "/model.23/" in n.name
-        and ("dfl" in n.name or n.op_type in {"Sigmoid", "Concat", "Mul", "Sub", "Add", "Div"})
-    ]
+    head = max((n.name.split("/")[1] for n in g.node if n.name.startswith("/model.")), key=lambda s: int(s[6:]))
+    return [n.name for n in g.node if n.name.startswith(f"/{head}/") and "/cv" not in n.name]
 
 
 def time_session(onnx_path: Path, imgsz: int, runs: int = 20) -> float:

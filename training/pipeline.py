@@ -121,7 +121,7 @@ def run_pipeline(
     int8 = None
     if cfg.int8:
         calib = split_images(root, data, "train")[:: max(1, len(split_images(root, data, "train")) // 64)][:64]
-        q = quantize_int8(onnx_path, staging / "model.int8.onnx", calib, cfg.imgsz)
+        q = quantize_int8(onnx_path, staging / "model_int8.onnx", calib, cfg.imgsz)
         ev8 = evaluate(q, data_yaml, "test")
         int8 = {
             "map50": ev8["map50"],
