@@ -32,12 +32,30 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU"
 
 
-def _epochs_run(run_dir: Path) -> int:
+def _run_history(run_dir: Path) -> tuple[int, float | None]:
+    """(epochs run, training hours) from an Ultralytics run's ``results.csv``."""
     f = run_dir / "results.csv"
     if not f.exists():
-        return 0
+        return 0, None
     with open(f) as fh:
-        return max(0, sum(1 for _ in csv.reader(fh)) - 1)
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return 0, None
+    seconds = rows[-1].get("time")
+    return len(rows), float(seconds) / 3600 if seconds else None
+
+
+def _describe_run(run_dir: Path, weights: Path) -> str:
+    """How the weights of an existing run were started, from its ``args.yaml``."""
+    import yaml
+
+    args_file = run_dir / "args.yaml"
+    if not args_file.exists():
+        return f"given weights {weights}"
+    model = str(yaml.safe_load(args_file.read_text()).get("model", ""))
+    if model.endswith(".yaml"):
+        return f"from scratch ({Path(model).name}), run {run_dir.name}"
+    return f"fine-tuned from {model}, run {run_dir.name}"
 
 
 def current_model(models_dir: Path) -> Path | None:
@@ -81,9 +99,9 @@ def run_pipeline(
     run_dir = (Path(runs_dir) / version).resolve()
     lineage: list[str] = []
     if weights is not None:
-        init = Init(str(weights), f"given weights {weights}")
         best = Path(weights)
-        run_dir = best.parent.parent if best.parent.name == "weights" else run_dir
+        run_dir = best.parent.parent.resolve() if best.parent.name == "weights" else run_dir
+        init = Init(str(weights), _describe_run(run_dir, best))
     else:
         init = resolve_init(cfg, log, models_dir) if resume is None else Init(str(resume), f"resumed {resume}")
         best = train(cfg, data_yaml, run_dir, init=init, resume=resume, log=log)
@@ -91,7 +109,8 @@ def run_pipeline(
     if prev is not None and init.weights and str(prev) in os.path.realpath(init.weights):
         prev_info = json.loads((prev / "metrics.json").read_text()) if (prev / "metrics.json").exists() else {}
         lineage = [*prev_info.get("lineage", []), prev.name]
-    train_hours = (time.time() - t_start) / 3600
+    epochs_run, run_hours = _run_history(run_dir)
+    train_hours = run_hours if run_hours is not None else (time.time() - t_start) / 3600
     # 3. export + parity
     from training.evaluate import evaluate, split_images, ultralytics_val
     from training.export import check_parity, export_onnx, quantize_int8, time_session
@@ -101,6 +120,9 @@ def run_pipeline(
     staging.mkdir(parents=True)
     onnx_path = export_onnx(best, staging / "model.onnx", cfg.imgsz)
     shutil.copyfile(best, staging / "weights.pt")
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    strip_optimizer(str(staging / "weights.pt"))  # fine-tunable weights only: no optimizer state, fp16
     import yaml
 
     data = yaml.safe_load(data_yaml.read_text())
@@ -148,7 +170,7 @@ def run_pipeline(
             "imgsz": cfg.imgsz,
             "batch": cfg.batch,
             "init": init.description,
-            "epochs_run": _epochs_run(run_dir),
+            "epochs_run": epochs_run,
             "hours": train_hours,
             "hardware": hardware(),
             "fast_cpu": fast_path_wanted(cfg.fast_cpu),
