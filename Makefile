@@ -44,6 +44,7 @@ bench: $(VENV)/.all
 	$(PY) bench/inference.py
 	$(PY) bench/train_speed.py
 	$(PY) bench/rescore.py
+	$(PY) bench/serve_load.py
 
 lint: $(VENV)/.all
 	$(VENV)/bin/ruff check .
