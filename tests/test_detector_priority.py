@@ -169,3 +169,13 @@ def test_config_validation_messages():
     cfg = parse_priority_config(edited)
     assert assess("pv_soiling", 0.9, area_frac=0.01, config=cfg).priority == "P2"
     assert np.isclose(cfg.max_raise, 2)
+
+
+def test_diode_faults_escalate_by_affected_cells_not_boxes():
+    """Diode labels box every affected cell (~20 per substring): a few boxes are one fault."""
+    names = load_taxonomy().names
+    for n, expected in ((3, "P2"), (59, "P2"), (60, "P1")):
+        boxes = [[i * 10.0, 0, i * 10.0 + 8, 8] for i in range(n)]
+        dets = Detections(boxes, [0.9] * n, [names.index("pv_diode_fault")] * n)
+        a = assess_detections(dets, names, (512, 640), config=CFG)
+        assert {x.priority for x in a} == {expected}, n
