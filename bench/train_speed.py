@@ -21,8 +21,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run_variant(name: str, data: Path, imgsz: int, fraction: float, epochs: int, batch: int, workers: int | None,
-                out: Path) -> dict:
+def run_variant(
+    name: str, data: Path, imgsz: int, fraction: float, epochs: int, batch: int, workers: int | None, out: Path
+) -> dict:
     import torch
     from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionTrainer
@@ -39,15 +40,32 @@ def run_variant(name: str, data: Path, imgsz: int, fraction: float, epochs: int,
 
         def _do_train(self):
             self.add_callback("on_train_epoch_start", lambda t: setattr(t, "_t0", time.perf_counter()))
-            self.add_callback("on_train_epoch_end", lambda t: t.__dict__.setdefault("_times", []).append(
-                time.perf_counter() - t._t0))
+            self.add_callback(
+                "on_train_epoch_end", lambda t: t.__dict__.setdefault("_times", []).append(time.perf_counter() - t._t0)
+            )
             return super()._do_train()
 
     torch.manual_seed(0)
     model = YOLO("yolo11n.yaml")
-    model.train(data=str(data), trainer=Timed, epochs=epochs, imgsz=imgsz, batch=batch, fraction=fraction,
-                val=False, plots=False, cache="ram", amp=False, seed=0, deterministic=True, verbose=False,
-                project=str(out), name=name, exist_ok=True, close_mosaic=0)
+    model.train(
+        data=str(data),
+        trainer=Timed,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        fraction=fraction,
+        val=False,
+        plots=False,
+        cache="ram",
+        amp=False,
+        seed=0,
+        deterministic=True,
+        verbose=False,
+        project=str(out),
+        name=name,
+        exist_ok=True,
+        close_mosaic=0,
+    )
     tr = model.trainer
     n_images = len(tr.train_loader.dataset)
     seconds = sum(tr._times)
@@ -82,8 +100,10 @@ def main() -> None:
         results.append(run_variant(v, data, args.imgsz, args.fraction, args.epochs, args.batch, workers, out))
         print(json.dumps(results[-1]), flush=True)
     stock = next((r for r in results if r["variant"] == "stock"), None)
-    print(f"\ntraining speed, imgsz {args.imgsz}, batch {args.batch}, {results[0]['images']} images x {args.epochs} "
-          f"epoch(s), validation off, {os.cpu_count()} cores")
+    print(
+        f"\ntraining speed, imgsz {args.imgsz}, batch {args.batch}, {results[0]['images']} images x {args.epochs} "
+        f"epoch(s), validation off, {os.cpu_count()} cores"
+    )
     print(f"{'variant':<14}{'img/s':>8}{'x stock':>9}  losses (box/cls/dfl)")
     for r in results:
         ratio = r["images_per_s"] / stock["images_per_s"] if stock else float("nan")
@@ -91,11 +111,14 @@ def main() -> None:
         print(f"{r['variant']:<14}{r['images_per_s']:>8.2f}{ratio:>8.2f}x  {losses}")
     if stock:
         for r in results:
-            worst = max(abs(r["losses"][k] - stock["losses"][k]) / max(abs(stock["losses"][k]), 1e-9)
-                        for k in stock["losses"])
+            worst = max(
+                abs(r["losses"][k] - stock["losses"][k]) / max(abs(stock["losses"][k]), 1e-9) for k in stock["losses"]
+            )
             r["max_rel_loss_diff_vs_stock"] = round(worst, 4)
-        print("max relative loss difference vs stock: "
-              + ", ".join(f"{r['variant']} {r['max_rel_loss_diff_vs_stock']:.3f}" for r in results))
+        print(
+            "max relative loss difference vs stock: "
+            + ", ".join(f"{r['variant']} {r['max_rel_loss_diff_vs_stock']:.3f}" for r in results)
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

@@ -173,10 +173,11 @@ class ReadyOut(BaseModel):
 
 # ------------------------------------------------------------------------------ translation
 def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they are stored in UTC."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt
+    """Datetimes in UTC: SQLite hands them back naive (stored in UTC), PostgreSQL in the
+    server's time zone."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def defect_entry(d: dict[str, Any]) -> DefectOut:

@@ -114,6 +114,9 @@ class Store:
     def _insert_ignore(self, session: Session, model: type, rows: list[dict[str, Any]], keys: list[str]) -> None:
         if not rows:
             return
+        # in key order, so concurrent writers of overlapping rows (two instances, the re-scorer)
+        # take the row locks in the same order: PostgreSQL would otherwise abort one with a deadlock
+        rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
         dialect = session.get_bind().dialect.name
         ins = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
         if ins is not None:

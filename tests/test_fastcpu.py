@@ -60,8 +60,21 @@ def test_fast_trainer_trains_in_bf16_channels_last(mini_dataset, tmp_path):
     from ultralytics import YOLO
 
     model = YOLO("yolo11n.yaml")
-    model.train(data=str(mini_dataset), trainer=_Probe, epochs=1, imgsz=64, batch=8, workers=0, amp=False,
-                val=False, plots=False, project=str(tmp_path), name="run", fraction=0.25, verbose=False)
+    model.train(
+        data=str(mini_dataset),
+        trainer=_Probe,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        workers=0,
+        amp=False,
+        val=False,
+        plots=False,
+        project=str(tmp_path),
+        name="run",
+        fraction=0.25,
+        verbose=False,
+    )
     assert _Probe.seen["dtype"] == torch.bfloat16
     assert _Probe.seen["channels_last"] and _Probe.seen["batch_channels_last"]
     assert all(torch.isfinite(v).all() for v in model.trainer.tloss.values())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pg_fixtures import fresh_database, postgres_url  # noqa: F401 - postgres_url is a fixture
 from serving_fixtures import API_KEY, REPO, Server, files_param, mirror_images, serving_model
 
 from serving.auth import KeyConfigError, KeyStore, hash_key, key_from_headers
@@ -102,9 +103,17 @@ def test_display_names_are_never_paths(raw, shown):
 
 
 # ----------------------------------------------------------------------------- store
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A new, empty store: a SQLite file, and a database of its own on a test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def store(store_url):
+    s = Store.from_url(store_url)
     yield s
     s.close()
 

@@ -94,6 +94,17 @@ def _model_version(model: str | None, config: str | None) -> tuple[str, str]:
     return str(det.info.path), model_key(det.info.version, det.info.sha256)
 
 
+def shown_url(url: str) -> str:
+    """A store URL for messages: a PostgreSQL password never reaches the terminal or a log."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # a SQLite file path
+        return url
+
+
 def _open_store(url: str) -> Any:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -105,10 +116,10 @@ def _open_store(url: str) -> Any:
     except ArgumentError as e:
         raise CLIError(f"--out {url}: not a database URL ({e})") from None
     except ModuleNotFoundError as e:
-        raise CLIError(f"--out {url}: the database driver {e.name} is not installed") from None
+        raise CLIError(f"--out {shown_url(url)}: the database driver {e.name} is not installed") from None
     except (SQLAlchemyError, OSError) as e:
         msg = str(getattr(e, "orig", None) or e).splitlines()[0]
-        raise CLIError(f"cannot open the result store {url}: {msg}") from None
+        raise CLIError(f"cannot open the result store {shown_url(url)}: {msg}") from None
 
 
 def _default_export_dir(store_url_: str, model_version: str) -> Path:
@@ -167,7 +178,7 @@ def _run(args, scan, model_path, version, store, formats, say, quiet) -> int:  #
     p = plan(store, scan.items, version)
     say(
         f"rescore: {len(scan.items)} images ({p.skipped} already done, {len(p.todo)} to score) "
-        f"with {version} -> {store.url}" + (f"; {scan.ignored} other files ignored" if scan.ignored else "")
+        f"with {version} -> {shown_url(store.url)}" + (f"; {scan.ignored} other files ignored" if scan.ignored else "")
     )
     cores = default_cores()
     mode = "ray" if args.ray else "local"

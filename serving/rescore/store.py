@@ -137,6 +137,9 @@ def _insert(
     """INSERT ... ON CONFLICT DO NOTHING (or DO UPDATE ``update_cols``) on SQLite and PostgreSQL."""
     if not rows:
         return
+    # in key order (and each batch writes its tables in one order), so concurrent writers of
+    # overlapping rows take PostgreSQL's row locks in the same order: no deadlock aborts a batch
+    rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
     dialect = s.get_bind().dialect.name
     ins = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if ins is not None:
