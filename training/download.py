@@ -31,10 +31,7 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 3
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         part.unlink(missing_ok=True)
         reason = getattr(e, "reason", e)
-        raise DownloadError(
-            f"cannot download {url} ({reason}); the network may be unreachable: "
-            "set DATA_MIRROR to a local copy of the datasets"
-        ) from None
+        raise DownloadError(f"cannot download {url} ({reason}); the network may be unreachable") from None
     if sha256 and digest.hexdigest() != sha256.lower():
         part.unlink(missing_ok=True)
         raise DownloadError(f"checksum mismatch for {url}: got {digest.hexdigest()}, expected {sha256}")
@@ -81,7 +78,10 @@ def fetch_source(name: str, url: str, cache: Path, sha256: str | None = None) ->
         root = Path(root_marker.read_text().strip())
         if root.is_dir():
             return root
-    archive = download(url, cache / "downloads" / f"{name}.archive", sha256)
+    try:
+        archive = download(url, cache / "downloads" / f"{name}.archive", sha256)
+    except DownloadError as e:
+        raise DownloadError(f"source {name}: {e}: set DATA_MIRROR to a local copy of the datasets") from None
     root = unpack(archive, cache / "sources" / name)
     root_marker.write_text(str(root))
     return root
