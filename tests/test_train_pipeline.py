@@ -17,7 +17,7 @@ pytest.importorskip("faster_coco_eval")
 from detector.cli import main as pvwind  # noqa: E402
 from training.config import load_train_config  # noqa: E402
 from training.pipeline import decide_promotion  # noqa: E402
-from training.train import resolve_init  # noqa: E402
+from training.train import Init, initial_model, resolve_init  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,27 @@ def test_init_fetches_pretrained_or_falls_back_offline(trained, tmp_path):
     assert init.weights is None and "scratch" in lines[-1]
     with pytest.raises(FileNotFoundError):
         resolve_init(load_train_config(overrides={"init": str(tmp_path / "nothing")}), log=lambda *_: None)
+
+
+def test_continuing_from_a_model_folder_keeps_every_weight(trained, mini_dataset, tmp_path):
+    """``--init models/current`` must start from the shipped weights as they are,
+    class head included (the yaml's 80-class head would drop the last class convs),
+    and the trainer's rebuild of the model must keep them too."""
+    import torch
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    weights = trained / "tiny-v1" / "weights.pt"
+    ck = torch.load(weights, map_location="cpu", weights_only=False)
+    src = (ck.get("ema") or ck["model"]).float().state_dict()
+    model = initial_model(load_train_config(), mini_dataset, Init(str(weights), "test"))
+    got = model.model.state_dict()
+    assert got.keys() == src.keys()
+    differing = [k for k in src if not torch.equal(src[k].float(), got[k].float())]
+    assert differing == []
+    nc = len(yaml.safe_load(Path(mini_dataset).read_text())["names"])
+    rebuilt = DetectionTrainer(overrides={"data": str(mini_dataset), "model": "yolo11n.yaml", "project": str(tmp_path)}).get_model(
+        cfg=model.model.yaml, weights=model.model, verbose=False
+    )
+    assert rebuilt.yaml["nc"] == nc
+    differing = [k for k in src if not torch.equal(src[k].float(), rebuilt.state_dict()[k].float())]
+    assert differing == []

@@ -6,9 +6,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.config import REPO, TrainConfig
 from training.download import DownloadError, download
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
 
 MODELS_DIR = REPO / "models"
 WEIGHTS_CACHE = REPO / "build" / "cache" / "weights"
@@ -65,6 +69,26 @@ def resolve_init(
     return Init(str(w), f"fine-tuned from {os.path.realpath(w)}")
 
 
+def initial_model(cfg: TrainConfig, data_yaml: Path, init: Init) -> YOLO:
+    """The Ultralytics model a run starts from: ``cfg.model`` built for the data's
+    class count, with ``init.weights`` loaded into it when given.
+
+    Building with the data's class count first matters: loaded into the yaml's
+    80-class head, a 10-class checkpoint would lose its last class convolutions
+    (Ultralytics re-initialises them when the trainer rebuilds the model).
+    """
+    import yaml
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = YOLO(cfg.model)
+    if init.weights:
+        nc = len(yaml.safe_load(Path(data_yaml).read_text())["names"])
+        model.model = DetectionModel(model.model.yaml, nc=nc, verbose=False)
+        model = model.load(init.weights)
+    return model
+
+
 def train(
     cfg: TrainConfig,
     data_yaml: Path,
@@ -95,9 +119,7 @@ def train(
         model.train(resume=True, trainer=trainer)
         return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
     init = init or Init(None, "from scratch")
-    model = YOLO(cfg.model)
-    if init.weights:
-        model = model.load(init.weights)
+    model = initial_model(cfg, data_yaml, init)
     args = dict(
         data=str(data_yaml),
         epochs=cfg.epochs,
