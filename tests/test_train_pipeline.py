@@ -199,9 +199,9 @@ def test_continuing_from_a_model_folder_keeps_every_weight(trained, mini_dataset
     differing = [k for k in src if not torch.equal(src[k].float(), got[k].float())]
     assert differing == []
     nc = len(yaml.safe_load(Path(mini_dataset).read_text())["names"])
-    rebuilt = DetectionTrainer(overrides={"data": str(mini_dataset), "model": "yolo11n.yaml", "project": str(tmp_path)}).get_model(
-        cfg=model.model.yaml, weights=model.model, verbose=False
-    )
+    rebuilt = DetectionTrainer(
+        overrides={"data": str(mini_dataset), "model": "yolo11n.yaml", "project": str(tmp_path)}
+    ).get_model(cfg=model.model.yaml, weights=model.model, verbose=False)
     assert rebuilt.yaml["nc"] == nc
     differing = [k for k in src if not torch.equal(src[k].float(), rebuilt.state_dict()[k].float())]
     assert differing == []
