@@ -12,6 +12,8 @@ float type (stretched like a thermal frame). Paths and bytes are decoded by
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections import deque
@@ -122,6 +124,29 @@ class Detector:
     @property
     def input_size(self) -> int:
         return max(self.info.imgsz)
+
+    #: Settings that change what :meth:`inspect` returns for an image (the backend,
+    #: threads and batch size only change how fast).
+    RESULT_SETTINGS = (
+        "conf",
+        "class_conf",
+        "iou",
+        "max_det",
+        "tiling",
+        "tiling_min_scale",
+        "tile_size",
+        "tile_overlap",
+        "tile_merge_threshold",
+        "stretch_percentiles",
+        "max_off_nadir_deg",
+    )
+
+    def settings_fingerprint(self) -> str:
+        """8 hex digits naming the result-changing settings and the priority rules, so
+        stored results are only reused for the same model *and* the same settings."""
+        cfg = self.config.model_dump(mode="json", include=set(self.RESULT_SETTINGS))
+        doc = {"detector": cfg, "priority": self.priority_config.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 
     def thresholds(self, conf: float | None = None) -> np.ndarray:
         """Per-class confidence thresholds; an explicit ``conf`` overrides all of them."""

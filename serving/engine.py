@@ -56,10 +56,12 @@ class ClassInfo:
     description: str
 
 
-def model_key(version: str, sha256: str) -> str:
-    """The model identity results are stored under: folder name + start of the file hash,
-    so a model re-exported in place never reuses old results."""
-    return f"{version}@{sha256[:12]}"
+def model_key(version: str, sha256: str, settings: str = "") -> str:
+    """The identity results are stored under: model folder name + start of the file hash
+    (a model re-exported in place never reuses old results) + the fingerprint of the
+    result-changing settings (new thresholds or priority rules re-score, and the change
+    report shows what they changed)."""
+    return f"{version}@{sha256[:12]}" + (f"+{settings}" if settings else "")
 
 
 class Engine:
@@ -87,7 +89,7 @@ class Engine:
         self.names: tuple[str, ...] = det.names
         self.max_pixels = det.config.max_pixels
         self.model_dir = path.parent if path.name == "model.onnx" else None
-        self.version = model_key(self.info.version, self.info.sha256)
+        self.version = model_key(self.info.version, self.info.sha256, det.settings_fingerprint())
         self.classes = self._classes()
         self.metrics = self._read_json("metrics.json")
         self.card = self._read_text("MODEL_CARD.md")

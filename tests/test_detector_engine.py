@@ -215,3 +215,19 @@ def _assert_same(a: Detections, b: Detections, iou: float, dconf: float) -> None
         ious = box_iou(a.xyxy[i : i + 1], same.xyxy)[0]
         j = int(ious.argmax())
         assert ious[j] >= iou and abs(same.confidence[j] - a.confidence[i]) <= dconf, (a.xyxy[i], same.xyxy[j])
+
+
+def test_settings_fingerprint_names_the_settings_that_change_results():
+    from detector.priority import load_priority_config
+
+    base = Detector(model_dir(), conf=0.25, warmup=0)
+    fp = base.settings_fingerprint()
+    assert len(fp) == 8 and int(fp, 16) >= 0
+    # speed-only settings keep it
+    assert Detector(model_dir(), conf=0.25, warmup=0, threads=1, batch_size=2).settings_fingerprint() == fp
+    # thresholds, NMS, tiling and the priority rules change it
+    for changed in ({"conf": 0.3}, {"class_conf": {base.names[0]: 0.1}}, {"iou": 0.5}, {"tiling": "off"}):
+        assert Detector(model_dir(), **{"conf": 0.25, "warmup": 0, **changed}).settings_fingerprint() != fp, changed
+    rules = load_priority_config()
+    rules = rules.model_copy(update={"max_raise": rules.max_raise + 1})
+    assert Detector(model_dir(), conf=0.25, warmup=0, priority_config=rules).settings_fingerprint() != fp

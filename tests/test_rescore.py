@@ -273,6 +273,27 @@ def test_rerun_skips_everything_already_scored(archive, model, local_run, capsys
     assert db_results(local_run) == before
 
 
+def test_new_settings_are_scored_again_and_speed_settings_are_not(archive, model, local_run, tmp_path, capsys):
+    """Results are keyed by model *and* result-changing settings: new thresholds re-score
+    every image (the old results stay for the change report); threads or batch size do not."""
+    db = tmp_path / "results.db"
+    shutil.copyfile(local_run, db)
+    n = len(archive.readable) + len(archive.unreadable) - 1  # the broken zip is not an image item
+    (old_key,) = {p["model_version"] for p in db_results(db).values()}
+    speed = detector_config(tmp_path / "speed.yaml", threads=1, batch_size=2)
+    assert rescore(archive.root, "--model", model[0], "--config", speed, "--out", db, "--no-export") == 0
+    assert f"{n} images ({n} already done, 0 to score)" in capsys.readouterr().err
+    strict = detector_config(tmp_path / "strict.yaml", max_det=3)
+    assert rescore(archive.root, "--model", model[0], "--config", strict, "--out", db, "--no-export") == 0
+    with sqlite3.connect(db) as c:
+        counts = dict(c.execute("SELECT model_version, COUNT(*) FROM results GROUP BY model_version"))
+    assert len(counts) == 2 and old_key in counts
+    (new_key,) = set(counts) - {old_key}
+    assert counts[new_key] == counts[old_key] == len(db_results(db, old_key))
+    assert new_key.split("+")[0] == old_key.split("+")[0]  # same model, other settings
+    assert all(len(p["defects"]) <= 3 for p in db_results(db, new_key).values())
+
+
 def test_one_worker_gives_the_same_results(archive, model, local_run, tmp_path):
     db = tmp_path / "one.db"
     assert (

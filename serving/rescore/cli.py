@@ -91,7 +91,7 @@ def _model_version(model: str | None, config: str | None) -> tuple[str, str]:
         det = Detector(model, config=config, threads=1, warmup=0)
     except (ModelLoadError, FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    return str(det.info.path), model_key(det.info.version, det.info.sha256)
+    return str(det.info.path), model_key(det.info.version, det.info.sha256, det.settings_fingerprint())
 
 
 def shown_url(url: str) -> str:
