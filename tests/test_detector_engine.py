@@ -132,7 +132,10 @@ def test_tiling_finds_small_defect_whole_frame_misses(det):
     """A 4000x3000 frame with one small real defect: whole-frame inference shrinks the
     frame 6x and loses it; tiled inference sees it at native resolution and finds it."""
     tile = det.input_size
-    found = _small_confident_detection(det, real_images(12), tile)
+    images = real_images(12)
+    if not images:
+        pytest.skip("dataset mirror not found")
+    found = _small_confident_detection(det, images, tile)
     assert found is not None, "the model under test finds no small defect in the real images"
     canvas, path, ref = found
     thr = float(min(0.25, ref.confidence[0] * 0.6))
