@@ -125,26 +125,28 @@ class Detector:
     def input_size(self) -> int:
         return max(self.info.imgsz)
 
-    #: Settings that change what :meth:`inspect` returns for an image (the backend,
-    #: threads and batch size only change how fast).
-    RESULT_SETTINGS = (
-        "conf",
-        "class_conf",
-        "iou",
-        "max_det",
-        "tiling",
-        "tiling_min_scale",
-        "tile_size",
-        "tile_overlap",
-        "tile_merge_threshold",
-        "stretch_percentiles",
-        "max_off_nadir_deg",
+    #: Settings that only change how fast results come (or where the rules file lives: the
+    #: rules themselves are fingerprinted); every other setting changes results.
+    SPEED_SETTINGS = frozenset(
+        {
+            "model",
+            "backend",
+            "precision",
+            "openvino_hint",
+            "threads",
+            "graph_optimization",
+            "spin_wait",
+            "warmup",
+            "batch_size",
+            "priority_config",
+        }
     )
 
     def settings_fingerprint(self) -> str:
         """8 hex digits naming the result-changing settings and the priority rules, so
-        stored results are only reused for the same model *and* the same settings."""
-        cfg = self.config.model_dump(mode="json", include=set(self.RESULT_SETTINGS))
+        stored results are only reused for the same model *and* the same settings. A
+        setting added later counts as result-changing unless listed in SPEED_SETTINGS."""
+        cfg = self.config.model_dump(mode="json", exclude=set(self.SPEED_SETTINGS))
         doc = {"detector": cfg, "priority": self.priority_config.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 

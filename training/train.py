@@ -77,13 +77,14 @@ def initial_model(cfg: TrainConfig, data_yaml: Path, init: Init) -> YOLO:
     80-class head, a 10-class checkpoint would lose its last class convolutions
     (Ultralytics re-initialises them when the trainer rebuilds the model).
     """
-    import yaml
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
+    from training.evaluate import read_data_yaml
+
     model = YOLO(cfg.model)
     if init.weights:
-        nc = len(yaml.safe_load(Path(data_yaml).read_text())["names"])
+        nc = len(read_data_yaml(Path(data_yaml))[1])
         model.model = DetectionModel(model.model.yaml, nc=nc, verbose=False)
         model = model.load(init.weights)
     return model
