@@ -25,7 +25,7 @@ $(VENV)/.serve: $(VENV)/.base
 	touch $@
 
 $(VENV)/.all: $(VENV)/.base
-	$(PIP) -e '.[serve,openvino,train,distributed,dev,postgres]'
+	$(PIP) -e '.[serve,rescore,openvino,train,distributed,dev,postgres]'
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve

@@ -160,7 +160,7 @@ def quantize_int8(model_path: Path, images: list[Path], out: Path, imgsz: tuple[
 
 
 def bench_detector(model: Path, backend: str, precision: str, images: list[Path], repeats: int, batch: int) -> dict:
-    from detector.engine import Detector
+    from detector import Detector
 
     det = Detector(model, backend=backend, precision=precision, batch_size=batch, tiling="off")
     n = len(images)

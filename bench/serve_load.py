@@ -61,7 +61,7 @@ def mirror_images(n: int) -> list[Path]:
 
 def in_process(model: Path, images: list[tuple[str, bytes]], threads: int, batch: int) -> float:
     """Images/s of Detector.inspect (decode, detect, locate, prioritise) on these bytes."""
-    from detector.engine import Detector
+    from detector import Detector
 
     det = Detector(model, threads=threads or None, batch_size=batch)
     det.inspect(images[:batch])  # warm-up

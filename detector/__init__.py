@@ -2,7 +2,7 @@
 
 Public API (imports are light: numpy, opencv, pillow, onnxruntime on first use):
 
-    from detector import Detector, Detections, ImageResult, ImageDecodeError, decode_image
+    from detector import Detector, Detections, ImageResult, Finding, ImageDecodeError, decode_image
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = [
     "DetectorConfig",
     "Detections",
     "ImageResult",
-    "Defect",
+    "Finding",
     "ImageDecodeError",
     "ModelLoadError",
     "DecodedImage",
@@ -25,12 +25,12 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Detector": "detector.engine",
+    "Detector": "detector.detector",
     "DetectorConfig": "detector.config",
     "load_detector_config": "detector.config",
     "Detections": "detector.detections",
     "ImageResult": "detector.results",
-    "Defect": "detector.results",
+    "Finding": "detector.results",
     "rollup": "detector.results",
     "ImageDecodeError": "detector.decode",
     "DecodedImage": "detector.decode",
@@ -43,10 +43,10 @@ if TYPE_CHECKING:
     from detector.config import DetectorConfig, load_detector_config
     from detector.decode import DecodedImage, ImageDecodeError, decode_image
     from detector.detections import Detections
-    from detector.engine import Detector
+    from detector.detector import Detector
     from detector.model import ModelLoadError
     from detector.priority import load_priority_config
-    from detector.results import Defect, ImageResult, rollup
+    from detector.results import Finding, ImageResult, rollup
 
 
 def __getattr__(name: str) -> Any:

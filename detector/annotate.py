@@ -22,16 +22,16 @@ def _rgb(hex_color: str) -> tuple[int, int, int]:
 
 
 def annotate(image: np.ndarray, result: ImageResult, config: PriorityConfig | None = None) -> np.ndarray:
-    """Draw ``result``'s defects on a copy of the RGB image; worst priority drawn last (on top)."""
+    """Draw ``result``'s findings on a copy of the RGB image; worst priority drawn last (on top)."""
     cfg = config or load_priority_config()
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
     scale = max(0.4, min(h, w) / 900)
     thick = max(1, round(scale * 2))
-    order = sorted(result.defects, key=lambda d: d.priority, reverse=True)  # P4 first, P1 last
+    order = sorted(result.findings, key=lambda d: d.priority, reverse=True)  # P4 first, P1 last
     for d in order:
         color = _rgb(cfg.color(d.priority)) if d.priority in cfg.priorities else _FALLBACK
-        x1, y1, x2, y2 = (int(round(v)) for v in d.xyxy)
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
         label = f"{d.priority} {d.class_name} {d.confidence:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, max(1, thick - 1))

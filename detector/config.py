@@ -1,41 +1,45 @@
-"""Inference settings (``configs/detector.yaml``), validated."""
+"""Inference settings, validated. ``configs/detector.yaml`` holds every default (with its
+documentation); this model only names and checks the keys, so a key missing from the file
+is an error rather than a silently different default."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DETECTOR_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "detector.yaml"
+import configs
+
+DETECTOR_CONFIG_PATH = configs.path("detector.yaml")
 
 
 class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    model: str | None = None
-    backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
-    precision: Literal["bf16", "f32", "f16"] = "bf16"
-    openvino_hint: Literal["latency", "throughput"] = "throughput"
-    threads: int = Field(0, ge=0)
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    spin_wait: bool = False
-    warmup: int = Field(1, ge=0)
-    batch_size: int = Field(8, ge=1)
-    conf: float = Field(0.25, ge=0, lt=1)
-    class_conf: dict[str, float] = {}
-    iou: float = Field(0.7, gt=0, le=1)
-    max_det: int = Field(300, ge=1)
-    tiling: Literal["off", "auto", "on"] = "auto"
-    tiling_min_scale: float = Field(2.0, ge=1)
-    tile_size: int = Field(0, ge=0)
-    tile_overlap: float = Field(0.2, ge=0, lt=0.9)
-    tile_merge_threshold: float = Field(0.5, gt=0, le=1)
-    max_pixels: int = Field(150_000_000, gt=0)
-    stretch_percentiles: tuple[float, float] = (1.0, 99.0)
-    max_off_nadir_deg: float = Field(20.0, ge=0, le=90)
-    priority_config: str | None = None
+    model: str | None
+    backend: Literal["onnxruntime", "openvino"]
+    precision: Literal["bf16", "f32", "f16"]
+    openvino_hint: Literal["latency", "throughput"]
+    threads: int = Field(ge=0)
+    graph_optimization: Literal["disable", "basic", "extended", "all"]
+    spin_wait: bool
+    warmup: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    conf: float = Field(ge=0, lt=1)
+    class_conf: dict[str, float]
+    iou: float = Field(gt=0, le=1)
+    max_det: int = Field(ge=1)
+    tiling: Literal["off", "auto", "on"]
+    tiling_min_scale: float = Field(ge=1)
+    tile_size: int = Field(ge=0)
+    tile_overlap: float = Field(ge=0, lt=0.9)
+    tile_merge_threshold: float = Field(gt=0, le=1)
+    max_pixels: int = Field(gt=0)
+    stretch_percentiles: tuple[float, float]
+    max_off_nadir_deg: float = Field(ge=0, le=90)
+    priority_config: str | None
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -63,15 +67,21 @@ class DetectorConfig(BaseModel):
         return v
 
 
+@lru_cache(maxsize=1)
+def shipped_defaults() -> DetectorConfig:
+    """configs/detector.yaml as shipped (for library functions called without settings)."""
+    return load_detector_config()
+
+
 def load_detector_config(path: str | Path | None = None, **overrides: Any) -> DetectorConfig:
     """The YAML file (default ``configs/detector.yaml``) with ``overrides`` applied (``None`` values ignored)."""
     p = Path(path) if path else DETECTOR_CONFIG_PATH
-    data: dict[str, Any] = {}
-    if p.is_file():
-        with open(p) as f:
-            data = yaml.safe_load(f) or {}
-    elif path:
+    if not p.is_file():
         raise FileNotFoundError(f"detector config not found: {p}")
+    data = configs.load(p)
+    if path and p != DETECTOR_CONFIG_PATH:
+        # a partial file (only the keys it changes) sits on top of the shipped defaults
+        data = {**configs.load(DETECTOR_CONFIG_PATH), **data}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return DetectorConfig.model_validate(data)

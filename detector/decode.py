@@ -24,13 +24,23 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 150_000_000  # 150 MP: above any drone camera (a 45 MP full-frame is 8192x5460)
-DEFAULT_STRETCH = (1.0, 99.0)
+DEFAULT_STRETCH = (1.0, 99.0)  # for arrays handed in directly; decoding takes configs/detector.yaml's
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 
 EXIF_IFD = 0x8769
 GPS_IFD = 0x8825
 XMP_TAG = 0x02BC
+
+
+#: ImageDecodeError.reason -> (stable error code, HTTP-style status) as results and the API report them
+DECODE_ERRORS: dict[str, tuple[str, int]] = {
+    "empty": ("empty_file", 422),
+    "not_image": ("unsupported_type", 415),
+    "truncated": ("truncated_image", 422),
+    "corrupt": ("corrupt_image", 422),
+    "too_large": ("too_many_pixels", 413),
+    "unreadable": ("unreadable_image", 422),
+}
 
 
 class ImageDecodeError(ValueError):
@@ -39,7 +49,16 @@ class ImageDecodeError(ValueError):
     def __init__(self, message: str, *, reason: str = "corrupt", source: str | None = None) -> None:
         self.reason = reason
         self.source = source
+        self.detail = message  # without the source label
         super().__init__(f"{source}: {message}" if source else message)
+
+    @property
+    def code(self) -> str:
+        return DECODE_ERRORS.get(self.reason, ("bad_image", 422))[0]
+
+    @property
+    def status(self) -> int:
+        return DECODE_ERRORS.get(self.reason, ("bad_image", 422))[1]
 
 
 @dataclass
@@ -64,6 +83,11 @@ class DecodedImage:
     grayscale: bool
     metadata: ImageMetadata
     stored_hw: tuple[int, int]  # (H, W) as stored, before the EXIF orientation was applied
+    data: bytes = field(default=b"", repr=False)  # the file's bytes (radiometric segments are read from them)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
 
     @property
     def height(self) -> int:
@@ -78,18 +102,26 @@ def decode_image(
     source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     *,
     name: str | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH,
 ) -> DecodedImage:
-    """Decode one image. ``name`` labels byte input in results and errors."""
+    """Decode one image. ``name`` labels byte input in results and errors. ``max_pixels``:
+    the pixel ceiling (default: ``max_pixels`` of configs/detector.yaml)."""
+    if max_pixels is None:
+        from detector.config import shipped_defaults
+
+        max_pixels = shipped_defaults().max_pixels
     data, label = _read(source, name)
     if not data:
         raise ImageDecodeError("empty input (0 bytes)", reason="empty", source=label)
     sha = hashlib.sha256(data).hexdigest()
     try:
         im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageDecodeError(f"image too large ({e})", reason="too_large", source=label) from None
+    except Image.DecompressionBombError:
+        # Pillow's own bomb guard fired first: name the configured ceiling, not Pillow's
+        raise ImageDecodeError(
+            f"image dimensions are above the {max_pixels / 1e6:.0f} MP limit", reason="too_large", source=label
+        ) from None
     except UnidentifiedImageError:
         kind = _sniff(data)
         if kind:
@@ -149,7 +181,7 @@ def decode_image(
         raise ImageDecodeError(
             f"cannot decode image ({type(e).__name__}: {e})", reason="corrupt", source=label
         ) from None
-    return DecodedImage(pixels, label, sha, fmt, mode, bit_depth, gray, meta, stored_hw)
+    return DecodedImage(pixels, label, sha, fmt, mode, bit_depth, gray, meta, stored_hw, bytes(data))
 
 
 def read_metadata(source: str | os.PathLike | bytes) -> ImageMetadata:
@@ -392,3 +424,26 @@ def _to_rgb8(im: Image.Image, percentiles: tuple[float, float]) -> tuple[np.ndar
 
 def _gray3(g: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+
+
+def as_rgb8(a: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
+    """Any image array -> (H, W, 3) uint8 (RGB assumed for 3 channels; alpha dropped)."""
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        g = a if a.dtype == np.uint8 else stretch_to_uint8(a, percentiles)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image array, got shape {a.shape}")
+    if a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating) and a.size and float(np.nanmax(a)) <= 1.0:
+            a = (np.clip(np.nan_to_num(a), 0, 1) * 255).round()
+        elif a.dtype == np.uint16:
+            a = a / 257.0
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError("empty image array")
+    return a

@@ -1,43 +1,24 @@
-"""Writers: JSON (everything), GeoJSON (one feature per defect) and CSV (one row per defect)."""
+"""Writers of :class:`detector.results.ImageResult` lists: the JSON document (everything),
+GeoJSON (one Point feature per finding) and CSV (one row per finding). GeoJSON
+properties and CSV columns are :func:`detector.results.finding_row`, so a field added to
+the result model appears in every export."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from detector.results import SCHEMA_VERSION, ImageResult, rollup
-
-CSV_COLUMNS = (
-    "source",
-    "image_id",
-    "group",
-    "defect",
-    "class_name",
-    "asset",
-    "confidence",
-    "priority",
-    "level",
-    "level_label",
-    "action",
-    "time_frame",
-    "reasons",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "area_frac",
-    "latitude",
-    "longitude",
-    "geo_quality",
-)
+from detector.results import ROW_COLUMNS, SCHEMA_VERSION, ImageResult, finding_row, rollup
 
 
-def _atomic_write(path: Path, text: str) -> Path:
+def atomic_write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder (no half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -51,95 +32,61 @@ def _atomic_write(path: Path, text: str) -> Path:
 
 
 def results_document(results: Sequence[ImageResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"schema_version", **extra, "summary": {group: summary}, "images": [...]}``."""
     groups = rollup(results)
     return {
         "schema_version": SCHEMA_VERSION,
         **(extra or {}),
         "summary": {g: s.to_dict() for g, s in groups.items()},
-        "images": [r.to_dict() for r in results],
+        "images": [r.model_dump(mode="json") for r in results],
     }
 
 
 def write_json(results: Sequence[ImageResult], path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    return _atomic_write(Path(path), json.dumps(results_document(results, extra), indent=2, ensure_ascii=False) + "\n")
+    return atomic_write(Path(path), json.dumps(results_document(results, extra), indent=2, ensure_ascii=False) + "\n")
 
 
-def to_geojson(results: Sequence[ImageResult]) -> dict[str, Any]:
-    """A FeatureCollection with one Point per defect (``geometry: null`` when its position is unknown)."""
-    features = []
+def rows(results: Iterable[ImageResult]) -> list[dict[str, Any]]:
+    """One flat record per finding (:data:`detector.results.ROW_COLUMNS`)."""
+    return [finding_row(r, f) for r in results for f in r.findings]
+
+
+def geojson_features(results: Iterable[ImageResult]) -> list[dict[str, Any]]:
+    """One Point feature per finding (``geometry: null`` when its position is unknown)."""
+    out = []
     for r in results:
-        for d in r.defects:
-            located = d.latitude is not None and d.longitude is not None
-            features.append(
+        for f in r.findings:
+            loc = f.location
+            out.append(
                 {
                     "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [round(d.longitude, 8), round(d.latitude, 8)]}
-                    if located
-                    else None,
-                    "properties": {
-                        "source": r.source,
-                        "image_id": r.image_id,
-                        "group": r.group,
-                        "defect": d.index,
-                        "class_name": d.class_name,
-                        "asset": d.asset,
-                        "confidence": round(d.confidence, 4),
-                        "priority": d.priority,
-                        "action": d.assessment.action,
-                        "time_frame": d.assessment.time_frame,
-                        "level": d.assessment.level,
-                        "level_label": d.assessment.level_label,
-                        "xyxy": [round(v, 1) for v in d.xyxy],
-                        "geo_quality": d.geo_quality,
-                        "geo_note": r.geo_note,
-                    },
+                    "geometry": {"type": "Point", "coordinates": [loc.longitude, loc.latitude]} if loc else None,
+                    "properties": finding_row(r, f),
                 }
             )
-    return {"type": "FeatureCollection", "features": features}
+    return out
+
+
+def to_geojson(results: Iterable[ImageResult]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": geojson_features(results)}
 
 
 def write_geojson(results: Sequence[ImageResult], path: str | Path) -> Path:
-    return _atomic_write(Path(path), json.dumps(to_geojson(results), indent=1, ensure_ascii=False) + "\n")
+    return atomic_write(Path(path), json.dumps(to_geojson(results), indent=1, ensure_ascii=False) + "\n")
 
 
-def csv_rows(results: Sequence[ImageResult]) -> list[dict[str, Any]]:
-    rows = []
-    for r in results:
-        for d in r.defects:
-            a = d.assessment
-            rows.append(
-                {
-                    "source": r.source,
-                    "image_id": r.image_id,
-                    "group": r.group or "",
-                    "defect": d.index,
-                    "class_name": d.class_name,
-                    "asset": d.asset or "",
-                    "confidence": f"{d.confidence:.4f}",
-                    "priority": d.priority,
-                    "level": "" if a.level is None else a.level,
-                    "level_label": a.level_label or "",
-                    "action": a.action,
-                    "time_frame": a.time_frame,
-                    "reasons": "; ".join(a.reasons),
-                    "x1": f"{d.xyxy[0]:.1f}",
-                    "y1": f"{d.xyxy[1]:.1f}",
-                    "x2": f"{d.xyxy[2]:.1f}",
-                    "y2": f"{d.xyxy[3]:.1f}",
-                    "area_frac": f"{d.area_frac:.6f}",
-                    "latitude": "" if d.latitude is None else f"{d.latitude:.8f}",
-                    "longitude": "" if d.longitude is None else f"{d.longitude:.8f}",
-                    "geo_quality": d.geo_quality,
-                }
-            )
-    return rows
+def csv_writer(f: io.TextIOBase | Any) -> csv.DictWriter:
+    """A DictWriter for finding rows, header written."""
+    w = csv.DictWriter(f, fieldnames=ROW_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    return w
+
+
+def to_csv(results: Iterable[ImageResult]) -> str:
+    buf = io.StringIO()
+    csv_writer(buf).writerows(rows(results))
+    return buf.getvalue()
 
 
 def write_csv(results: Sequence[ImageResult], path: str | Path) -> Path:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(csv_rows(results))
-    return _atomic_write(Path(path), buf.getvalue())
+    return atomic_write(Path(path), to_csv(results))

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
+import configs
 from detector.detections import Detections
 
-PRIORITY_PATH = Path(__file__).resolve().parent.parent / "configs" / "priority.yaml"
+PRIORITY_PATH = configs.path("priority.yaml")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
 
@@ -142,34 +141,26 @@ def parse_priority_config(data: dict[str, Any], source: str = "priority config")
 
 @lru_cache(maxsize=8)
 def load_priority_config(path: str | Path = PRIORITY_PATH) -> PriorityConfig:
-    with open(path) as f:
-        return parse_priority_config(yaml.safe_load(f), str(path))
+    return parse_priority_config(configs.load(path), str(path))
 
 
-@dataclass(frozen=True)
-class Assessment:
-    """The maintenance rating of one defect."""
+PriorityLevel = Literal["P1", "P2", "P3", "P4"]
 
-    priority: str
-    action: str
-    time_frame: str
-    scale: str | None = None
-    level: int | None = None
+
+class Assessment(BaseModel):
+    """The maintenance rating of one finding (a :class:`detector.results.Finding` carries
+    these fields at its top level)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    priority: PriorityLevel = Field(description="P1 (act now) ... P4 (document / monitor)")
+    action: str = Field(description="what to do")
+    time_frame: str = Field(description="by when")
+    scale: str | None = Field(None, description="the field's severity scale the level is on")
+    level: int | None = Field(None, description="level on that scale")
     level_label: str | None = None
-    base: int | None = None
-    reasons: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "priority": self.priority,
-            "action": self.action,
-            "time_frame": self.time_frame,
-            "scale": self.scale,
-            "level": self.level,
-            "level_label": self.level_label,
-            "base_level": self.base,
-            "reasons": list(self.reasons),
-        }
+    base_level: int | None = Field(None, description="the class's level before the modifiers")
+    reasons: list[str] = Field(default_factory=list, description="why the level moved from its base")
 
 
 def assess(
@@ -192,7 +183,9 @@ def assess(
     rule = cfg.classes.get(class_name)
     if rule is None:
         u = cfg.unknown_class
-        return Assessment(u.priority, u.action, u.time_frame, reasons=(f"no rule for class {class_name!r}",))
+        return Assessment(
+            priority=u.priority, action=u.action, time_frame=u.time_frame, reasons=[f"no rule for class {class_name!r}"]
+        )
     scale = cfg.scales[rule.scale]
     ups: list[tuple[int, str]] = []
     for s in rule.size:
@@ -222,8 +215,8 @@ def assess(
         scale=rule.scale,
         level=level,
         level_label=entry.label,
-        base=rule.base,
-        reasons=tuple(r for _, r in ups),
+        base_level=rule.base,
+        reasons=[r for _, r in ups],
     )
 
 
@@ -264,24 +257,27 @@ def priority_rank(priority: str | None) -> int:
     return PRIORITIES.index(priority) + 1 if priority in PRIORITIES else 5
 
 
-@dataclass
-class PrioritySummary:
+class PrioritySummary(BaseModel):
     """Roll-up of many findings: the worst priority and counts."""
 
-    worst: str | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PRIORITIES, 0))
-    by_class: dict[str, int] = field(default_factory=dict)
-    defects: int = 0
+    worst: PriorityLevel | None = Field(None, description="the most urgent priority found; null without findings")
+    counts: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(PRIORITIES, 0), description="per priority")
+    by_class: dict[str, int] = Field(default_factory=dict, description="findings per class")
+    defects: int = Field(0, description="findings")
     images: int = 0
     images_with_defects: int = 0
-    images_failed: int = 0
+    images_failed: int = Field(0, description="images that could not be scored")
+
+    @field_serializer("by_class")
+    def _sorted(self, v: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(v.items()))
 
     def add(self, priority: str, class_name: str) -> None:
         self.counts[priority] = self.counts.get(priority, 0) + 1
         self.by_class[class_name] = self.by_class.get(class_name, 0) + 1
         self.defects += 1
         if priority_rank(priority) < priority_rank(self.worst):
-            self.worst = priority
+            self.worst = priority  # type: ignore[assignment]
 
     def merge(self, other: PrioritySummary) -> None:
         for p, n in other.counts.items():
@@ -296,15 +292,7 @@ class PrioritySummary:
             self.worst = other.worst
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "worst": self.worst,
-            "counts": dict(self.counts),
-            "by_class": dict(sorted(self.by_class.items())),
-            "defects": self.defects,
-            "images": self.images,
-            "images_with_defects": self.images_with_defects,
-            "images_failed": self.images_failed,
-        }
+        return self.model_dump(mode="json")
 
 
 def summarize(findings: Iterable[tuple[str, str]]) -> PrioritySummary:

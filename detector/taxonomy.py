@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+import configs
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-TAXONOMY_PATH = CONFIG_DIR / "taxonomy.yaml"
+TAXONOMY_PATH = configs.path("taxonomy.yaml")
 
 
 @dataclass(frozen=True)
@@ -58,5 +57,4 @@ def parse_taxonomy(data: dict) -> Taxonomy:
 
 @lru_cache(maxsize=8)
 def load_taxonomy(path: str | Path = TAXONOMY_PATH) -> Taxonomy:
-    with open(path) as f:
-        return parse_taxonomy(yaml.safe_load(f))
+    return parse_taxonomy(configs.load(path))

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from serving.auth import KeyStore
-from serving.engine import Engine
+from serving.detectors import DetectorPool
 from serving.errors import ApiError
 from serving.metrics import MetricsMiddleware
 from serving.routers import health, inspections, jobs, model
@@ -48,12 +48,12 @@ def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
 
 
 def create_app(
-    settings: Settings | None = None, *, keys: KeyStore | None = None, engine: Engine | None = None
+    settings: Settings | None = None, *, keys: KeyStore | None = None, detectors: DetectorPool | None = None
 ) -> FastAPI:
-    """The service. ``engine`` may be passed pre-loaded (e.g. by a test or a benchmark)."""
+    """The service. ``detectors`` may be passed pre-loaded (e.g. by a test or a benchmark)."""
     settings = settings or get_settings()
     keys = keys if keys is not None else KeyStore.load(settings.api_keys, settings.api_keys_file)
-    services = Services(settings, keys, engine)
+    services = Services(settings, keys, detectors)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

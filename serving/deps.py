@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the services, the API key check, the loaded engine."""
+"""FastAPI dependencies: the services, the API key check, the loaded model (its detector pool)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.auth import key_from_headers
-from serving.engine import Engine
+from serving.detectors import DetectorPool
 from serving.errors import ApiError
 from serving.services import Services
 from serving.settings import is_loopback
@@ -54,11 +54,11 @@ def require_key(
         raise ApiError(401, "invalid_api_key", "invalid API key", {"WWW-Authenticate": "Bearer"})
 
 
-def get_engine(services: ServicesDep) -> Engine:
-    if not services.ready or services.engine is None:
+def get_detectors(services: ServicesDep) -> DetectorPool:
+    if not services.ready or services.detectors is None:
         detail = services.load_error or "the model is still loading"
         raise ApiError(503, "not_ready", f"not ready: {detail}", {"Retry-After": "5"})
-    return services.engine
+    return services.detectors
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+DetectorsDep = Annotated[DetectorPool, Depends(get_detectors)]

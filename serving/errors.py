@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from detector.results import ImageError
+
 
 class ApiError(Exception):
     """Rendered as ``{"detail": message, "code": code}`` with ``status``."""
@@ -23,8 +25,8 @@ class Rejection(Exception):
         self.code = code
         self.message = message
 
-    def as_dict(self) -> dict[str, object]:
-        return {"code": self.code, "status": self.status, "message": self.message}
+    def as_error(self) -> ImageError:
+        return ImageError(code=self.code, status=self.status, message=self.message)
 
 
 def busy(retry_after: int, what: str) -> ApiError:

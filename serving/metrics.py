@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from detector.results import ImageResult
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -43,6 +46,18 @@ class Metrics:
         self.errors = Counter("pvwind_errors", "Errors by kind (client codes and server errors)", ["code"], registry=r)
         self.model_loaded = Gauge("pvwind_model_loaded", "1 when the model is loaded", registry=r)
 
+    def count_results(self, path: str, results: Iterable[ImageResult]) -> None:
+        """images{path, outcome=scored|rejected}, errors by code, defects by class."""
+        for r in results:
+            if r.ok:
+                self.images.labels(path, "scored").inc()
+                for f in r.findings:
+                    self.defects.labels(f.class_name).inc()
+            else:
+                self.images.labels(path, "rejected").inc()
+                if r.error is not None:
+                    self.errors.labels(r.error.code).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -75,5 +90,5 @@ class MetricsMiddleware:
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
-            if status >= 500:
+            if status >= 500 and status != 503:  # a 503 is "busy" (counted by pvwind_rejected_busy), not a fault
                 self.metrics.errors.labels("server_error").inc()

@@ -18,22 +18,22 @@ import logging
 import threading
 import uuid
 
-from serving.engine import Engine
+from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
 from serving.metrics import Metrics
 from serving.queue import BACKGROUND, InferenceQueue
 from serving.settings import Settings
-from serving.store import LeaseLost, PendingItem, ScoredResult, Store
+from storage.store import LeaseLost, PendingItem, ScoredResult, Store
 
 log = logging.getLogger("pvwind.jobs")
 
 
 class JobRunner:
     def __init__(
-        self, store: Store, engine: Engine, queue: InferenceQueue, settings: Settings, metrics: Metrics
+        self, store: Store, pool: DetectorPool, queue: InferenceQueue, settings: Settings, metrics: Metrics
     ) -> None:
         self.store = store
-        self.engine = engine
+        self.pool = pool
         self.queue = queue
         self.settings = settings
         self.metrics = metrics
@@ -100,7 +100,7 @@ class JobRunner:
                     log.info("job %s: done", job_id)
                 return
             outcomes, by_model = self._score_chunk(items)
-            self.store.complete_items(job_id, self.owner, s.job_lease_seconds, self.engine.version, outcomes)
+            self.store.complete_items(job_id, self.owner, s.job_lease_seconds, self.pool.model_key, outcomes)
             self._count(items, outcomes, by_model)
 
     def _count(self, items: list[PendingItem], outcomes: list[tuple[int, ScoredResult]], by_model: set[str]) -> None:
@@ -108,24 +108,24 @@ class JobRunner:
         same image and model), rejected."""
         m = self.metrics.images
         for it, (_, r) in zip(items, outcomes, strict=True):
-            if r.payload is None:
+            if r.result is None:
                 m.labels("job", "rejected").inc()
             elif it.image_sha256 in by_model:
                 by_model.discard(it.image_sha256)  # a second copy in the chunk is a reuse
                 m.labels("job", "scored").inc()
-                for d in r.payload.get("defects") or []:
-                    self.metrics.defects.labels(d["class_name"]).inc()
+                for f in r.result.findings:
+                    self.metrics.defects.labels(f.class_name).inc()
             else:
                 m.labels("job", "reused").inc()
 
     def _score_chunk(self, items: list[PendingItem]) -> tuple[list[tuple[int, ScoredResult]], set[str]]:
         """Outcomes by item position, and the hashes the model scored for this chunk."""
-        version = self.engine.version
+        version = self.pool.model_key
         shas = list(dict.fromkeys(it.image_sha256 for it in items))
         known = self.store.results_for(shas, version)
         todo = [sha for sha in shas if sha not in known]
         blobs = self.store.image_bytes(todo)
-        results: dict[str, ScoredResult] = {sha: self.engine.stored_result(sha, p) for sha, p in known.items()}
+        results: dict[str, ScoredResult] = {sha: ScoredResult(sha, r) for sha, r in known.items()}
         decoded = []
         for sha in todo:
             data = blobs.get(sha)
@@ -138,12 +138,12 @@ class JobRunner:
                 )
                 continue
             try:
-                decoded.append((sha, self.engine.decode(data, sha)))
+                decoded.append((sha, self.pool.decode(data, sha)))
             except Rejection as r:
                 results[sha] = ScoredResult(sha, error_code=r.code, error_status=r.status, error_message=r.message)
         if decoded:
             slot = self.queue.reserve(len(decoded), wait=True)
-            fut = self.queue.submit(slot, lambda ctx: self.engine.score(ctx, [d for _, d in decoded]), BACKGROUND)
+            fut = self.queue.submit(slot, lambda det: score(det, [d for _, d in decoded]), BACKGROUND)
             try:
                 scored = fut.result()
             except Exception as e:
@@ -158,6 +158,6 @@ class JobRunner:
                         error_message=f"the model failed on this image: {type(res).__name__}",
                     )
                 else:
-                    results[sha] = self.engine.stored_result(sha, res)
-        by_model = {sha for sha, _ in decoded if results[sha].payload is not None}
+                    results[sha] = ScoredResult(sha, res)
+        by_model = {sha for sha, _ in decoded if results[sha].result is not None}
         return [(it.position, results[it.image_sha256]) for it in items], by_model

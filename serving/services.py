@@ -8,28 +8,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from serving.auth import KeyStore
-from serving.engine import Engine, EngineLoadError
+from serving.detectors import DetectorPool, ModelNotLoaded
 from serving.errors import busy
 from serving.metrics import Metrics
 from serving.queue import InferenceQueue
 from serving.runner import JobRunner
 from serving.settings import Settings
-from serving.store import Store
+from storage.store import Store
 
 log = logging.getLogger("pvwind.serve")
 
 
 class Services:
-    """Settings, keys, metrics and the store exist from the start; the engine, the inference
+    """Settings, keys, metrics and the store exist from the start; the detectors, the inference
     queue and the job runner once the model has loaded (in the background: /healthz answers
     at once, /readyz turns true when scoring works)."""
 
-    def __init__(self, settings: Settings, keys: KeyStore, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, detectors: DetectorPool | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.metrics = Metrics()
         self.store = Store.from_url(settings.database_url)
-        self.engine: Engine | None = engine
+        self.detectors: DetectorPool | None = detectors
         self.queue: InferenceQueue | None = None
         self.runner: JobRunner | None = None
         self.load_error: str | None = None
@@ -44,26 +44,34 @@ class Services:
     def _load(self) -> None:
         s = self.settings
         try:
-            if self.engine is None:
+            if self.detectors is None:
                 log.info("loading model %s", s.model)
-                self.engine = Engine(
+                self.detectors = DetectorPool(
                     s.model,
                     workers=s.inference_workers,
                     threads=s.inference_threads,
                     max_pixels=s.max_pixels,
                     config=s.detector_config,
                 )
-        except EngineLoadError as e:
+        except ModelNotLoaded as e:
             self.load_error = str(e)
             log.error("model not loaded: %s", e)
             return
         if self._stopping:
             return
-        self.queue = InferenceQueue(self.engine.contexts, s.queue_max_images, on_depth=self.metrics.queue_depth.set)
-        self.runner = JobRunner(self.store, self.engine, self.queue, s, self.metrics)
+        pool = self.detectors
+        self.queue = InferenceQueue(pool.detectors, s.queue_max_images, on_depth=self.metrics.queue_depth.set)
+        self.runner = JobRunner(self.store, pool, self.queue, s, self.metrics)
         self.runner.start()
         self.metrics.model_loaded.set(1)
-        log.info("model %s ready (%d classes)", self.engine.version, len(self.engine.names))
+        log.info("model %s ready (%d classes, %s)", pool.model_key, len(pool.names), pool.backend)
+
+    def check_queue(self) -> None:
+        """503 (busy) when the inference queue is full: called before reading a body."""
+        q = self.queue
+        if q is not None and q.depth >= q.max_images:
+            self.metrics.busy.inc()
+            raise busy(self.settings.retry_after_seconds, "the inference queue is full")
 
     @contextmanager
     def upload_slot(self) -> Iterator[None]:

@@ -3,7 +3,7 @@
 Every field can be set by an environment variable ``PVWIND_<NAME>`` (e.g.
 ``PVWIND_MAX_FILE_BYTES=10000000``) or in a ``.env`` file in the working directory;
 ``pvwind serve`` options override both. The defaults are the documented ones
-(``docs/serving.md`` lists them; ``tests/test_serving_settings.py`` keeps the two in step).
+(``docs/serving.md`` lists them; ``tests/test_serving_units.py`` keeps the two in step).
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ class Settings(BaseSettings):
     max_files: int = Field(32, gt=0, description="Images per POST /v1/inspections request (413).")
     job_max_request_bytes: int = Field(4096 * MiB, gt=0, description="Bytes per POST /v1/jobs request (413).")
     job_max_files: int = Field(2000, gt=0, description="Images per POST /v1/jobs request (413).")
-    max_pixels: int = Field(
-        100_000_000,
+    max_pixels: int | None = Field(
+        None,
         gt=0,
-        description="Pixels (width x height) per image (413); also capped by the detector's own ceiling.",
+        description="Pixels (width x height) per image (413); null: the detector's max_pixels (configs/detector.yaml).",
     )
     allowed_types: Annotated[list[str], NoDecode] = Field(
         ["image/jpeg", "image/png", "image/tiff", "image/webp"],

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.engine import ASSET_TYPES
 from serving.errors import ApiError, Rejection
 from serving.upload import Upload, UploadedFile
+
+ASSET_TYPES = ("auto", "pv", "wind")
 
 # magic bytes -> content type; the file name and the client's Content-Type are ignored
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (

@@ -121,6 +121,6 @@ def build_devmodel(epochs: int = 3, imgsz: int = 320, n_images: int = 64) -> Pat
 @functools.lru_cache(maxsize=4)
 def get_detector(backend: str = "onnxruntime", precision: str = "f32"):
     """One shared Detector per backend (loading sessions is the slow part of these tests)."""
-    from detector.engine import Detector
+    from detector import Detector
 
     return Detector(model_dir(), backend=backend, precision=precision, threads=0)

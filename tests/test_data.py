@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from detector.cli import main as pvwind
+from pvwind.cli import main as pvwind
 from training import build as build_mod
 from training.build import build_dataset
 from training.download import DownloadError, download

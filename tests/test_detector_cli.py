@@ -11,8 +11,8 @@ import pytest
 from detector_fixtures import XT2_FRAMES, model_dir, need_xt2
 from PIL import Image
 
-from detector.cli import main as pvwind
 from detector.geo import haversine_m
+from pvwind.cli import main as pvwind
 
 
 def test_inspect_writes_all_outputs(tmp_path, capsys):
@@ -25,15 +25,19 @@ def test_inspect_writes_all_outputs(tmp_path, capsys):
     (flight / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     (flight / "notes.txt").write_text("not an image, not picked up")
     out = tmp_path / "out"
-    code = pvwind(["inspect", str(flight), "--out", str(out), "--model", str(model_dir()), "--conf", "0.01", "--quiet"])
+    code = pvwind(
+        ["inspect", str(flight), "--out", str(out), "--model", str(model_dir()), "--conf", "0.001", "--quiet"]
+    )
     assert code == 0
 
     doc = json.loads((out / "results.json").read_text())
     images = doc["images"]
     assert len(images) == 5 and doc["model"]["names"] and doc["backend"] == "onnxruntime"
-    ok = [r for r in images if r["ok"]]
-    assert len(ok) == 4 and [r for r in images if not r["ok"]][0]["error_reason"] in ("corrupt", "truncated")
-    n_defects = sum(len(r["defects"]) for r in images)
+    ok = [r for r in images if r["status"] == "ok"]
+    failed = [r for r in images if r["status"] == "error"]
+    assert len(ok) == 4 and failed[0]["error"]["code"] in ("corrupt_image", "truncated_image")
+    n_defects = sum(len(r["findings"]) for r in images)
+    assert n_defects > 0, "at this threshold the frames have findings to check"
     # roll-up per folder (one flight per folder)
     assert set(doc["summary"]) == {str(flight), str(flight / "sub")}
     assert sum(s["defects"] for s in doc["summary"].values()) == n_defects
@@ -50,21 +54,25 @@ def test_inspect_writes_all_outputs(tmp_path, capsys):
     with open(out / "defects.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == n_defects
-    if rows:
-        assert {"priority", "action", "time_frame", "latitude", "longitude", "class_name"} <= set(rows[0])
+    assert {"priority", "action", "time_frame", "latitude", "longitude", "class_name"} <= set(rows[0])
+    assert all(row["latitude"] and row["longitude"] for row in rows)
 
     drawn = sorted((out / "annotated").glob("*.jpg"))
     assert len(drawn) == 4
     for r in ok:
-        im = Image.open(out / r["image"]["annotated"])
+        im = Image.open(out / r["annotated"])
         assert im.size == (r["width"], r["height"])
-    # boxes are drawn where defects are (if any)
-    withdefects = [r for r in ok if r["defects"]]
-    if withdefects:
-        r = withdefects[0]
-        src = np.asarray(Image.open(r["source"]))
-        ann = np.asarray(Image.open(out / r["image"]["annotated"]))
-        assert np.abs(src.astype(int) - ann.astype(int)).mean() > 0.01
+    # boxes are drawn where findings are, and nothing is drawn on an image without any
+    withdefects = [r for r in ok if r["findings"]]
+    assert withdefects
+    r = withdefects[0]
+    src = np.asarray(Image.open(r["source"])).astype(int)
+    ann = np.asarray(Image.open(out / r["annotated"])).astype(int)
+    assert np.abs(src - ann).mean() > 0.01
+    b = r["findings"][0]["box"]
+    x1, y1, x2, y2 = (int(round(b[k])) for k in ("x1", "y1", "x2", "y2"))
+    edge = np.abs(src[y1, x1:x2] - ann[y1, x1:x2]).mean()  # the box's top edge is drawn
+    assert edge > 20, edge
 
 
 def test_inspect_user_errors(tmp_path, capsys):

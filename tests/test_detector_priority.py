@@ -16,7 +16,7 @@ from detector.priority import (
     load_priority_config,
     parse_priority_config,
 )
-from detector.results import ImageResult, rollup
+from detector.results import ImageError, ImageResult, rollup
 from detector.taxonomy import load_taxonomy
 
 CFG = load_priority_config()
@@ -47,7 +47,7 @@ def test_every_taxonomy_class_has_a_rule():
 )
 def test_base_priorities(name, priority, level):
     a = rate(name)
-    assert (a.priority, a.level, a.base) == (priority, level, level) and a.reasons == ()
+    assert (a.priority, a.level, a.base_level) == (priority, level, level) and a.reasons == []
     assert a.action and a.time_frame
 
 
@@ -120,10 +120,10 @@ def test_assess_detections_counts_per_class_and_uses_image_area():
 def _result(group, findings, error=None):
     from detector.priority import summarize
 
-    r = ImageResult(source=f"{group}/x.jpg", group=group, error=error)
-    if error is None:
-        r.summary = summarize(findings)
-    return r
+    if error is not None:
+        err = ImageError(code="corrupt_image", status=422, message=error)
+        return ImageResult.failed(err, source=f"{group}/x.jpg", flight=group)
+    return ImageResult(source=f"{group}/x.jpg", flight=group, summary=summarize(findings))
 
 
 def test_rollup_per_group():

@@ -7,11 +7,12 @@ import csv
 import io
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 from serving_fixtures import API_KEY, Server, files_param, metric, mirror_images, serving_model
 
-from detector.engine import Detector
+from detector import Detector
 
 LIMITS = {
     "PVWIND_MAX_FILES": "6",
@@ -52,18 +53,18 @@ def _close(a: float | None, b: float | None, tol: float) -> bool:
     return abs(a - b) <= tol
 
 
-def _same_defects(got: list[dict], want) -> None:
-    assert len(got) == len(want.defects)
-    for g, w in zip(got, want.defects, strict=True):
+def _same_findings(got: list[dict], want) -> None:
+    assert len(got) == len(want.findings)
+    for g, w in zip(got, want.findings, strict=True):
         assert g["class_name"] == w.class_name
         assert g["priority"] == w.priority
         assert _close(g["confidence"], w.confidence, 2e-3)
         box = g["box"]
-        for k, v in zip(("x1", "y1", "x2", "y2"), w.xyxy, strict=True):
+        for k, v in zip(("x1", "y1", "x2", "y2"), w.box.xyxy, strict=True):
             assert abs(box[k] - v) <= 0.5
-        if w.latitude is not None:
-            assert _close(g["location"]["latitude"], w.latitude, 1e-6)
-            assert _close(g["location"]["longitude"], w.longitude, 1e-6)
+        if w.location is not None:
+            assert _close(g["location"]["latitude"], w.location.latitude, 1e-6)
+            assert _close(g["location"]["longitude"], w.location.longitude, 1e-6)
         else:
             assert g["location"] is None
 
@@ -73,23 +74,24 @@ def test_inspection_matches_detector_called_directly(client, detector, images):
     assert r.status_code == 200, r.text
     body = r.json()
     direct = detector.inspect([(p.name, p.read_bytes()) for p in images])
-    assert [e["filename"] for e in body["images"]] == [p.name for p in images]
+    assert [e["source"] for e in body["images"]] == [p.name for p in images]
+    assert sum(len(w.findings) for w in direct) > 0, "the images must have findings to compare"
     for entry, want, path in zip(body["images"], direct, images, strict=True):
         assert entry["status"] == "ok"
         assert entry["sha256"] == want.sha256
         assert entry["bytes"] == path.stat().st_size
         assert (entry["width"], entry["height"]) == (want.width, want.height)
-        assert entry["priority"] == want.worst_priority
-        _same_defects(entry["defects"], want)
+        assert entry["priority"] == want.priority
+        _same_findings(entry["findings"], want)
         if want.camera is not None and want.camera.has_gps:
             assert _close(entry["camera"]["latitude"], want.camera.latitude, 1e-9)
             assert _close(entry["camera"]["longitude"], want.camera.longitude, 1e-9)
-            assert entry["geo"]["quality"] == want.geo_quality
+            assert entry["geo"]["quality"] == want.geo.quality
     # the XT2 frames carry GPS: their location metadata must come through
     assert sum(e["camera"] is not None and e["camera"]["latitude"] is not None for e in body["images"]) >= 2
     s = body["summary"]
     assert s["images"] == 6 and s["images_failed"] == 0
-    assert s["defects"] == sum(len(w.defects) for w in direct)
+    assert s["defects"] == sum(len(w.findings) for w in direct)
     assert (body["site"], body["flight"], body["asset_type"]) == ("plant-7", "f-001", "auto")
 
 
@@ -103,21 +105,22 @@ def test_one_bad_image_keeps_the_others(client, images, detector):
     r = client.post("/v1/inspections", files=files)
     assert r.status_code == 200, r.text
     ok, text, cut = r.json()["images"]
-    assert ok["status"] == "ok" and len(ok["defects"]) == len(detector.inspect([good])[0].defects)
+    assert ok["status"] == "ok" and len(ok["findings"]) == len(detector.inspect([good])[0].findings)
     assert text["status"] == "error" and text["error"]["code"] == "unsupported_type" and text["error"]["status"] == 415
     assert cut["status"] == "error" and cut["error"]["code"] == "truncated_image"
     assert r.json()["summary"]["images_failed"] == 2
 
 
 def test_asset_type_filters_defects(client, images):
-    files = files_param(images[:3])
+    files = files_param(images)
     pv = client.post("/v1/inspections", files=files, data={"asset_type": "pv"}).json()
     wind = client.post("/v1/inspections", files=files, data={"asset_type": "wind"}).json()
     both = client.post("/v1/inspections", files=files, data={"asset_type": "auto"}).json()
+    assert sum(len(a["findings"]) for a in both["images"]) > 0, "findings to filter"
     for p, w, a in zip(pv["images"], wind["images"], both["images"], strict=True):
-        assert all(d["asset"] == "pv" for d in p["defects"])
-        assert all(d["asset"] == "wind" for d in w["defects"])
-        assert len(p["defects"]) + len(w["defects"]) == len(a["defects"])
+        assert all(d["asset"] == "pv" for d in p["findings"])
+        assert all(d["asset"] == "wind" for d in w["findings"])
+        assert len(p["findings"]) + len(w["findings"]) == len(a["findings"])
         assert p["asset"] == "pv" and w["asset"] == "wind"
 
 
@@ -144,24 +147,25 @@ def test_job_lifecycle_and_exports(client, images, detector):
     res = client.get(f"/v1/jobs/{job['id']}/results").json()
     assert res["complete"] is True
     entries = res["images"]
-    assert [e["filename"] for e in entries] == [p.name for p in images] + ["readme.jpg"]
+    assert [e["source"] for e in entries] == [p.name for p in images] + ["readme.jpg"]
     assert entries[-1]["status"] == "error" and entries[-1]["error"]["code"] == "unsupported_type"
     direct = detector.inspect([(p.name, p.read_bytes()) for p in images])
     for e, want in zip(entries, direct, strict=False):
-        _same_defects(e["defects"], want)
-    n_defects = sum(len(w.defects) for w in direct)
+        _same_findings(e["findings"], want)
+    n_defects = sum(len(w.findings) for w in direct)
+    assert n_defects > 0
     assert res["summary"]["defects"] == n_defects and res["summary"]["images_failed"] == 1
 
     gj = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "geojson"})
     assert gj.headers["content-type"].startswith("application/geo+json")
     feats = gj.json()["features"]
     assert gj.json()["type"] == "FeatureCollection" and len(feats) == n_defects
-    assert all(f["properties"]["group"] == "f-002" for f in feats)
+    assert all(f["properties"]["flight"] == "f-002" for f in feats)
 
     c = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "csv"})
     assert c.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(c.text)))
-    assert c.text.startswith("source,image_id,group,defect,class_name")
+    assert c.text.startswith("source,site,flight,sha256,model,index,class_id,class_name")
     assert len(rows) == n_defects
     assert {row["source"] for row in rows} <= {p.name for p in images}
 
@@ -181,6 +185,10 @@ def test_cancel_stops_a_job(client, images):
     assert after["done"] < 18
     time.sleep(1.0)
     assert client.get(f"/v1/jobs/{job['id']}").json()["done"] == after["done"]  # nothing scored after cancelling
+    # the images it did not score read "cancelled", not "pending"
+    res = client.get(f"/v1/jobs/{job['id']}/results").json()
+    statuses = [e["status"] for e in res["images"]]
+    assert "pending" not in statuses and statuses.count("cancelled") == 18 - after["done"] > 0
 
 
 def test_model_endpoint(client):
@@ -191,6 +199,7 @@ def test_model_endpoint(client):
     assert [c["name"] for c in m["classes"]] == tax.names
     assert all(c["description"] for c in m["classes"])
     assert m["key"].startswith(m["version"] + "@") and len(m["sha256"]) == 64
+    assert m["backend"] in ("onnxruntime", "openvino")
 
 
 def test_health_ready_and_metrics(server, client, images):
@@ -412,5 +421,31 @@ def test_bearer_key_and_file_names_are_only_text(server, images):
             ],
         )
     assert r.status_code == 200, r.text
-    assert [e["filename"] for e in r.json()["images"]] == ["passwd.jpg", "win.ini"]
+    assert [e["source"] for e in r.json()["images"]] == ["passwd.jpg", "win.ini"]
     assert not (server.workdir / "etc").exists()
+
+
+def test_api_entry_equals_pvwind_inspect_field_for_field(client, images, tmp_path):
+    """One result type: the API's entry for an image is pvwind inspect's, field for field (only
+    the request's own fields differ: the name the file came under and its position)."""
+    import json
+    import shutil
+
+    from pvwind.cli import main as pvwind
+
+    folder = tmp_path / "flight"
+    folder.mkdir()
+    picked = list(images)
+    for p in picked:
+        shutil.copy(p, folder / p.name)
+    out = tmp_path / "out"
+    assert pvwind(["inspect", str(folder), "--out", str(out), "--group-by", "none", "--no-annotate", "--quiet"]) == 0
+    cli = {Path(e["source"]).name: e for e in json.loads((out / "results.json").read_text())["images"]}
+    api = client.post("/v1/inspections", files=files_param([folder / p.name for p in picked])).json()["images"]
+    assert len(api) == len(cli) == len(picked)
+    assert sum(len(e["findings"]) for e in api) > 0, "findings to compare"
+    for entry in api:
+        want = cli[entry["source"]]
+        assert set(entry) == set(want)
+        differ = {k for k in entry if entry[k] != want[k]}
+        assert differ <= {"source", "index"}, {k: (entry[k], want[k]) for k in differ}

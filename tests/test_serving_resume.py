@@ -59,7 +59,7 @@ def test_killed_server_resumes_the_job(tmp_path):
     # no image lost: every good item has exactly one result, in upload order
     statuses = [e["status"] for e in res["images"]]
     assert statuses == ["ok"] * good + ["error"]
-    assert [e["filename"] for e in res["images"][:good]] == [p.name for p in distinct + distinct[:4]]
+    assert [e["source"] for e in res["images"][:good]] == [p.name for p in distinct + distinct[:4]]
     # none scored twice: one stored result per distinct image, and the restarted server ran
     # the model only on images without a committed result
     assert db_rows(db, "SELECT COUNT(*), COUNT(DISTINCT image_sha256) FROM results")[0] == (16, 16)

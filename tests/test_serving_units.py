@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from pg_fixtures import fresh_database, postgres_url  # noqa: F401 - postgres_url is a fixture
 from serving_fixtures import API_KEY, REPO, Server, files_param, mirror_images, serving_model
 
+from detector.results import ImageResult
 from serving.auth import KeyConfigError, KeyStore, hash_key, key_from_headers
 from serving.settings import Settings, is_loopback
-from serving.store import LeaseLost, NewImage, NewItem, ScoredResult, Store
 from serving.upload import display_name
+from storage.store import LeaseLost, NewImage, NewItem, ScoredResult, Store
 
 
 # ----------------------------------------------------------------------------- settings
@@ -130,7 +131,7 @@ def _job(store: Store, n: int = 3):
 
 
 def _ok(sha: str) -> ScoredResult:
-    return ScoredResult(sha, payload={"defects": [], "summary": None}, n_defects=0)
+    return ScoredResult(sha, ImageResult(sha256=sha))
 
 
 def test_images_are_stored_once_by_content(store):
@@ -173,26 +174,26 @@ def test_an_expired_lease_is_taken_over(store):
 
 def test_results_are_unique_per_image_and_model(store):
     sha = store.put_image(NewImage(b"img", "image/png"))
-    first = store.put_results([ScoredResult(sha, payload={"n": 1})], "m@1")
-    again = store.put_results([ScoredResult(sha, payload={"n": 2})], "m@1")
-    other = store.put_results([ScoredResult(sha, payload={"n": 3})], "m@2")
+    first = store.put_results([ScoredResult(sha, ImageResult(sha256=sha, width=1))], "m@1")
+    again = store.put_results([ScoredResult(sha, ImageResult(sha256=sha, width=2))], "m@1")
+    other = store.put_results([ScoredResult(sha, ImageResult(sha256=sha, width=3))], "m@2")
     assert first == again and first != other
-    assert store.results_for([sha], "m@1") == {sha: {"n": 1}}
+    assert store.results_for([sha], "m@1") == {sha: ImageResult(sha256=sha, width=1)}
 
 
 # ----------------------------------------------------------------------------- the app in-process
 @pytest.fixture(scope="module")
-def engine():
-    from serving.engine import Engine
+def pool():
+    from serving.detectors import DetectorPool
 
-    return Engine(serving_model(), threads=1)
+    return DetectorPool(serving_model(), threads=1)
 
 
-def _app(tmp_path, engine, **settings):
+def _app(tmp_path, pool, **settings):
     from serving.app import create_app
 
     s = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", api_keys=API_KEY, **settings)
-    return create_app(s, engine=engine)
+    return create_app(s, detectors=pool)
 
 
 def _ready(client: TestClient) -> None:
@@ -205,8 +206,8 @@ def _ready(client: TestClient) -> None:
     raise AssertionError("not ready")
 
 
-def test_full_queue_answers_503_with_retry_after(tmp_path, engine):
-    app = _app(tmp_path, engine, queue_max_images=2, retry_after_seconds=7)
+def test_full_queue_answers_503_with_retry_after(tmp_path, pool):
+    app = _app(tmp_path, pool, queue_max_images=2, retry_after_seconds=7)
     with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
         _ready(c)
         queue = app.state.services.queue
@@ -228,8 +229,8 @@ def test_full_queue_answers_503_with_retry_after(tmp_path, engine):
         assert "pvwind_rejected_busy_total 2.0" in c.get("/metrics").text
 
 
-def test_concurrent_upload_limit(tmp_path, engine):
-    app = _app(tmp_path, engine, max_concurrent_uploads=1)
+def test_concurrent_upload_limit(tmp_path, pool):
+    app = _app(tmp_path, pool, max_concurrent_uploads=1)
     with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
         _ready(c)
         with app.state.services.upload_slot():  # another upload is being read
@@ -239,8 +240,8 @@ def test_concurrent_upload_limit(tmp_path, engine):
         assert c.post("/v1/inspections", files=files_param(mirror_images(1))).status_code == 200
 
 
-def test_job_backlog_limit(tmp_path, engine):
-    app = _app(tmp_path, engine, job_max_pending_images=2, job_runners=0)  # accepts jobs, scores none
+def test_job_backlog_limit(tmp_path, pool):
+    app = _app(tmp_path, pool, job_max_pending_images=2, job_runners=0)  # accepts jobs, scores none
     with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
         _ready(c)
         assert c.post("/v1/jobs", files=files_param(mirror_images(2))).status_code == 202
@@ -248,10 +249,10 @@ def test_job_backlog_limit(tmp_path, engine):
         assert r.status_code == 503 and r.json()["code"] == "busy" and "retry-after" in r.headers
 
 
-def test_without_keys_only_this_machine_is_served(tmp_path, engine):
+def test_without_keys_only_this_machine_is_served(tmp_path, pool):
     from serving.app import create_app
 
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"), engine=engine)
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"), detectors=pool)
     with TestClient(app) as c:  # TestClient's peer address is not a loopback address
         r = c.get("/v1/model")
         assert r.status_code == 403 and r.json()["code"] == "local_only"
@@ -305,7 +306,7 @@ def test_orphan_images_of_failed_uploads_are_pruned(store):
     job, shas = _job(store, 2)
     orphan = store.put_image(NewImage(b"half-way upload", "image/jpeg"))
     scored = store.put_image(NewImage(b"archive image", "image/jpeg"), keep_bytes=False)
-    store.put_results([ScoredResult(scored, payload={"defects": []})], "m@1")
+    store.put_results([ScoredResult(scored, ImageResult(sha256=scored))], "m@1")
     assert store.prune_orphans(timedelta(hours=1)) == 0  # too recent: an upload may still be running
     assert store.prune_orphans(timedelta(seconds=-1)) == 1
     assert store.image_bytes([orphan, *shas]) == {s: f"image-{i}".encode() for i, s in enumerate(shas)}
@@ -320,7 +321,7 @@ def test_serving_imports_without_torch():
         "        if name.split('.')[0] in ('torch', 'torchvision', 'ultralytics'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import serving.app, serving.cli\n"
+        "import serving.app, pvwind.commands.serve\n"
         "serving.app.create_app\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)

@@ -14,7 +14,7 @@ import yaml
 pytest.importorskip("ultralytics")
 pytest.importorskip("faster_coco_eval")
 
-from detector.cli import main as pvwind  # noqa: E402
+from pvwind.cli import main as pvwind  # noqa: E402
 from training.config import load_train_config  # noqa: E402
 from training.pipeline import decide_promotion  # noqa: E402
 from training.train import Init, initial_model, resolve_init  # noqa: E402

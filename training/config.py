@@ -8,26 +8,30 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-REPO = Path(__file__).resolve().parent.parent
-TRAIN_CONFIG = REPO / "configs" / "train.yaml"
+import configs
+
+REPO = Path(__file__).resolve().parent.parent  # training works in a checkout: build/, models/ beside it
+TRAIN_CONFIG = configs.path("train.yaml")
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    model: str = "yolo11n.yaml"
-    init: str = "auto"
-    pretrained_url: str | None = None
-    imgsz: int = 416
-    epochs: int = 100
-    hours: float | None = None
-    batch: int = 16
-    fast_cpu: str | bool = "auto"
-    seed: int = 0
-    workers: int = 2
-    cache: str | bool = "ram"
-    int8: bool = False
-    fraction: float = 1.0
-    ultralytics: dict[str, Any] = {}
+    # every default is in configs/train.yaml (documented there); none is repeated here
+    model: str
+    init: str
+    pretrained_url: str | None
+    imgsz: int
+    epochs: int
+    hours: float | None
+    batch: int
+    fast_cpu: str | bool
+    seed: int
+    workers: int
+    cache: str | bool
+    int8: bool
+    fraction: float
+    device: str | int | None
+    ultralytics: dict[str, Any]
 
 
 def _parse_value(v: str) -> Any:
@@ -39,7 +43,9 @@ def load_train_config(
 ) -> TrainConfig:
     """Read the YAML file, then apply ``overrides`` (None values ignored) and
     ``sets`` (``key=value``; unknown top-level keys go to ``ultralytics``)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = configs.load(path)
+    if Path(path) != TRAIN_CONFIG:  # a partial file sits on top of the shipped defaults
+        data = {**configs.load(TRAIN_CONFIG), **data}
     for k, v in (overrides or {}).items():
         if v is not None:
             data[k] = v

@@ -111,8 +111,10 @@ def train(
 
     from training.fastcpu import FastCPUDetectionTrainer, fast_path_wanted
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    fast = fast_path_wanted(cfg.fast_cpu, "cpu")
+    device = str(cfg.device) if cfg.device not in (None, "") else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    fast = fast_path_wanted(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
     trainer = FastCPUDetectionTrainer if fast else DetectionTrainer
     log(f"CPU fast path (bf16 autocast + channels-last): {'on' if fast else 'off'}")
     if resume is not None:
@@ -130,7 +132,8 @@ def train(
         workers=cfg.workers,
         cache=cfg.cache,
         fraction=cfg.fraction,
-        amp=False,
+        device=device,
+        amp=device != "cpu",  # mixed precision on GPUs; the CPU uses the bf16 fast path instead
         project=str(run_dir.parent),
         name=run_dir.name,
         exist_ok=True,

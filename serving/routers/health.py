@@ -24,8 +24,8 @@ def healthz() -> HealthOut:
     responses={503: {"model": ReadyOut, "description": "not ready (model loading or failed to load)"}},
 )
 def readyz(services: ServicesDep) -> JSONResponse:
-    if services.ready and services.engine is not None:
-        return JSONResponse(ReadyOut(ready=True, model=services.engine.version).model_dump())
+    if services.ready and services.detectors is not None:
+        return JSONResponse(ReadyOut(ready=True, model=services.detectors.model_key).model_dump())
     detail = services.load_error or "the model is still loading"
     return JSONResponse(ReadyOut(ready=False, detail=detail).model_dump(), status_code=503)
 

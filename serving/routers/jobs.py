@@ -9,15 +9,16 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from serving.db import Job
-from serving.deps import EngineDep, ServicesDep, require_key
-from serving.engine import asset_view, export_csv, export_geojson, rollup
+from detector.export import to_csv, to_geojson
+from detector.results import ImageError, ImageResult, total_summary
+from serving.deps import DetectorsDep, ServicesDep, require_key
 from serving.errors import ApiError, Rejection, busy
 from serving.routers import errors, upload_body
-from serving.schemas import JobOut, JobResultsOut, SummaryOut, aware, image_entry
-from serving.store import NewImage, NewItem, Store
+from serving.schemas import JobOut, JobResultsOut, aware
 from serving.upload import UploadedFile, UploadLimits, read_upload
 from serving.validation import check_type, form_fields
+from storage.store import ItemRow, NewImage, NewItem, Store
+from storage.tables import Job
 
 router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(require_key)])
 
@@ -67,7 +68,7 @@ def _get_job(store: Store, job_id: str) -> Job:
     openapi_extra=upload_body("the images of the flight"),
     responses=errors(400, 401, 403, 413, 415, 422, 503),
 )
-async def create_job(request: Request, services: ServicesDep, engine: EngineDep) -> JSONResponse:
+async def create_job(request: Request, services: ServicesDep, pool: DetectorsDep) -> JSONResponse:
     s = services.settings
     store = services.store
     backlog = await anyio.to_thread.run_sync(store.pending_images)
@@ -83,7 +84,7 @@ async def create_job(request: Request, services: ServicesDep, engine: EngineDep)
                 raise f.error
             ctype = check_type(f, s.allowed_types)
             assert f.data is not None
-            w, h = engine.probe(f.data)
+            w, h = pool.probe(f.data)
             sha = store.put_image(NewImage(f.data, ctype, w, h))
             return NewItem(f.filename, image_sha256=sha)
         except Rejection as r:
@@ -108,7 +109,7 @@ async def create_job(request: Request, services: ServicesDep, engine: EngineDep)
         )
     job = await anyio.to_thread.run_sync(
         lambda: store.create_job(
-            ordered, model_version=engine.version, asset_type=fields.asset_type, site=fields.site, flight=fields.flight
+            ordered, model_version=pool.model_key, asset_type=fields.asset_type, site=fields.site, flight=fields.flight
         )
     )
     rejected = sum(1 for it in ordered if it.image_sha256 is None)
@@ -151,38 +152,38 @@ def get_results(
     services: ServicesDep,
     format: Annotated[Literal["json", "geojson", "csv"], Query(description="json | geojson | csv")] = "json",
 ) -> Response:
-    store = services.store
-    job = _get_job(store, job_id)
-    rows = store.job_rows(job.id)
-    if format in ("geojson", "csv"):
-        scored = [(r.filename, asset_view(r.payload, job.asset_type)) for r in rows if r.payload is not None]
-        if format == "geojson":
-            return JSONResponse(export_geojson(scored, job.flight), media_type="application/geo+json")
+    job = _get_job(services.store, job_id)
+    images = [item_result(job, r) for r in services.store.job_rows(job.id)]
+    if format == "geojson":
+        return JSONResponse(to_geojson(images), media_type="application/geo+json")
+    if format == "csv":
         return Response(
-            export_csv(scored, job.flight),
+            to_csv(images),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="job-{job.id}.csv"'},
         )
-    entries = []
-    for r in rows:
-        if r.payload is not None:
-            entries.append(
-                image_entry(r.position, r.filename, payload=asset_view(r.payload, job.asset_type), size=r.size_bytes)
-            )
-        elif r.status == "error":
-            err = {"code": r.error_code or "error", "status": r.error_status or 422, "message": r.error_message or ""}
-            entries.append(image_entry(r.position, r.filename, error=err, size=r.size_bytes, sha256=r.image_sha256))
-        else:
-            entries.append(image_entry(r.position, r.filename, size=r.size_bytes, sha256=r.image_sha256, pending=True))
-    done_entries = [e for e in entries if e.status != "pending"]
-    summary = rollup([e.summary.model_dump() if e.summary else None for e in done_entries])
     out = JobResultsOut(
         job=job_out(job),
-        complete=not any(e.status == "pending" for e in entries),
-        images=entries,
-        summary=SummaryOut(**summary),
+        complete=not any(r.status == "pending" for r in images),
+        images=images,
+        summary=total_summary(images),
     )
     return JSONResponse(out.model_dump(mode="json"))
+
+
+def item_result(job: Job, row: ItemRow) -> ImageResult:
+    """One item of a job: its stored result seen in the job's context, its error, or a
+    placeholder (pending while the job runs; cancelled once it was cancelled)."""
+    ctx = {"source": row.filename, "index": row.position, "site": job.site, "flight": job.flight}
+    if row.result is not None:
+        return row.result.in_context(**ctx).for_asset(job.asset_type)
+    if row.status == "error":
+        err = ImageError(
+            code=row.error_code or "error", status=row.error_status or 422, message=row.error_message or ""
+        )
+        return ImageResult.failed(err, sha256=row.image_sha256, bytes=row.size_bytes, **ctx)
+    status = "cancelled" if job.status == "cancelled" else "pending"
+    return ImageResult(status=status, sha256=row.image_sha256, bytes=row.size_bytes, **ctx)
 
 
 @router.delete(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from serving.deps import EngineDep, require_key
+from serving.deps import DetectorsDep, require_key
 from serving.routers import errors
 from serving.schemas import ClassOut, ModelOut
 
@@ -12,13 +12,14 @@ router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_k
 
 
 @router.get("/model", response_model=ModelOut, summary="The model in service", responses=errors(401, 403, 503))
-def get_model(engine: EngineDep) -> ModelOut:
+def get_model(pool: DetectorsDep) -> ModelOut:
     return ModelOut(
-        version=engine.info.version,
-        key=engine.version,
-        sha256=engine.info.sha256,
-        input_size=list(engine.info.imgsz),
-        classes=[ClassOut(id=c.id, name=c.name, asset=c.asset, description=c.description) for c in engine.classes],
-        metrics=engine.metrics,
-        card=engine.card,
+        version=pool.info.version,
+        key=pool.model_key,
+        backend=pool.backend,
+        sha256=pool.info.sha256,
+        input_size=list(pool.info.imgsz),
+        classes=[ClassOut(id=c.id, name=c.name, asset=c.asset, description=c.description) for c in pool.classes],
+        metrics=pool.metrics,
+        card=pool.card,
     )

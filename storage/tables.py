@@ -1,6 +1,4 @@
-"""Storage models (SQLAlchemy 2) and the database engine.
-
-Tables, shared by the service and the archive re-scorer:
+"""The tables (SQLAlchemy 2 models), shared by the service and the archive re-scorer:
 
 - ``images``       one row per distinct image, keyed by the SHA-256 of its bytes
 - ``image_blobs``  the bytes of an uploaded image (optional: the re-scorer can register
@@ -9,21 +7,22 @@ Tables, shared by the service and the archive re-scorer:
                    ``(image_sha256, model_version)``; ``payload`` is the JSON form of the
                    detector's per-image result
 - ``jobs`` / ``job_items``  an asynchronous upload and its images in upload order
+- ``rescore_files``  the re-scorer's file index: one row per source (path or archive
+                   member), its fingerprint, content hash and, if unreadable, the reason
+- ``rescore_runs``   one row per re-scoring run (model, archives, counts, timings)
 
-These are storage models only; API schemas live in ``serving/schemas.py``.
+Storage models only: what the API returns is :class:`detector.results.ImageResult`.
 The schema is created with ``create_all`` (no migrations yet: version 1).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -31,11 +30,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1
 
@@ -114,32 +110,30 @@ class JobItem(Base):
     result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
 
 
-def make_db_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for ``url``; for SQLite the parent folder is created, WAL and foreign keys are on."""
-    u = make_url(url)
-    kwargs: dict[str, Any] = {}
-    if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = create_engine(u, **kwargs)
-    if u.get_backend_name() == "sqlite":
+class RescoreFile(Base):
+    __tablename__ = "rescore_files"
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-    if create:
-        Base.metadata.create_all(engine)
-    return engine
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    flight: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # None: bytes unreadable
+    error_reason: Mapped[str | None] = mapped_column(String(32))  # None: a readable image
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:
-    return sessionmaker(engine, expire_on_commit=False)
+class RescoreRun(Base):
+    __tablename__ = "rescore_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(16))
+    archives: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | interrupted | failed
+    found: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    scored: Mapped[int] = mapped_column(Integer, default=0)
+    unreadable: Mapped[int] = mapped_column(Integer, default=0)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

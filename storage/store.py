@@ -1,10 +1,10 @@
-"""The storage API over ``serving/db.py``: images by content hash, results by
-(image hash, model version), and the job bookkeeping that makes a restart lose no image
-and score none twice.
+"""Images by content hash, results by (image hash, model key), and the job bookkeeping
+that makes a restart of the service lose no image and score none twice.
 
 Each public method runs its own short transaction, so a ``Store`` is safe to share
-between threads. The re-scorer (``serving/rescore/``) uses ``put_image(...,
-keep_bytes=False, source=...)``, ``results_for`` and ``put_results`` directly.
+between threads. A result is stored as :meth:`detector.results.ImageResult.payload` and
+read back as an :class:`~detector.results.ImageResult` (:func:`result_row` is the one
+place a result becomes a row).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from serving.db import Image, ImageBlob, Job, JobItem, Result, make_db_engine, make_sessionmaker, utcnow
+from detector.results import ImageResult
+from storage.database import QUERY_CHUNK, insert_ignore, make_sessionmaker, open_engine
+from storage.tables import Image, ImageBlob, Job, JobItem, Result, utcnow
 
 ACTIVE = ("queued", "running")
 
@@ -56,15 +57,25 @@ class NewItem:
 
 @dataclass(frozen=True)
 class ScoredResult:
-    """The outcome for one image of a chunk: a result payload, or an error."""
+    """The outcome for one image of a chunk: a result, or an error."""
 
     image_sha256: str
-    payload: dict[str, Any] | None = None
-    n_defects: int = 0
-    priority: str | None = None
+    result: ImageResult | None = None
     error_code: str | None = None
     error_status: int | None = None
     error_message: str | None = None
+
+
+def result_row(sha256: str, model_key: str, result: ImageResult) -> dict[str, Any]:
+    """The ``results`` row of one scored image (the only place a result becomes a row)."""
+    return {
+        "image_sha256": sha256,
+        "model_version": model_key,
+        "n_defects": len(result.findings),
+        "priority": result.priority,
+        "payload": result.payload(),
+        "created_at": utcnow(),
+    }
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class PendingItem:
 
 @dataclass(frozen=True)
 class ItemRow:
-    """A job item joined with its result payload (None until scored or if it failed)."""
+    """A job item joined with its result (None until scored or if it failed)."""
 
     position: int
     filename: str
@@ -86,7 +97,7 @@ class ItemRow:
     error_code: str | None
     error_status: int | None
     error_message: str | None
-    payload: dict[str, Any] | None
+    result: ImageResult | None
     size_bytes: int | None
 
 
@@ -102,8 +113,8 @@ class Store:
         self._session = make_sessionmaker(engine)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(make_db_engine(url))
+    def from_url(cls, url: str, *, create: bool = True) -> Store:
+        return cls(open_engine(url, create=create))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -111,29 +122,12 @@ class Store:
     def session(self) -> Session:
         return self._session()
 
-    def _insert_ignore(self, session: Session, model: type, rows: list[dict[str, Any]], keys: list[str]) -> None:
-        if not rows:
-            return
-        # in key order, so concurrent writers of overlapping rows (two instances, the re-scorer)
-        # take the row locks in the same order: PostgreSQL would otherwise abort one with a deadlock
-        rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
-        dialect = session.get_bind().dialect.name
-        ins = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-        if ins is not None:
-            session.execute(ins(model).on_conflict_do_nothing(index_elements=keys), rows)
-            return
-        for row in rows:  # other databases: check first (fine for a single writer)
-            pk = tuple(row[k] for k in keys)
-            if session.get(model, pk if len(pk) > 1 else pk[0]) is None:
-                session.add(model(**row))
-                session.flush()
-
     # ---------------------------------------------------------------- images
     def put_image(self, image: NewImage, *, keep_bytes: bool = True, source: str | None = None) -> str:
         """Store an image once per content hash; returns the hash."""
         sha = image.sha256
         with self.session() as s, s.begin():
-            self._insert_ignore(
+            insert_ignore(
                 s,
                 Image,
                 [
@@ -150,7 +144,7 @@ class Store:
                 ["sha256"],
             )
             if keep_bytes:
-                self._insert_ignore(s, ImageBlob, [{"sha256": sha, "data": image.data}], ["sha256"])
+                insert_ignore(s, ImageBlob, [{"sha256": sha, "data": image.data}], ["sha256"])
         return sha
 
     def prune_orphans(self, older_than: timedelta = timedelta(hours=1)) -> int:
@@ -179,33 +173,46 @@ class Store:
             return {sha: bytes(data) for sha, data in rows}
 
     # --------------------------------------------------------------- results
-    def results_for(self, shas: Iterable[str], model_version: str) -> dict[str, dict[str, Any]]:
-        """Existing result payloads of these images by this model version."""
-        shas = set(shas)
-        if not shas:
-            return {}
+    def results_for(self, shas: Iterable[str], model_version: str) -> dict[str, ImageResult]:
+        """Existing results of these images by this model key."""
+        keys = sorted(set(shas))
+        out: dict[str, ImageResult] = {}
+        with self.session() as s:
+            for i in range(0, len(keys), QUERY_CHUNK):
+                rows = s.execute(
+                    select(Result.image_sha256, Result.payload).where(
+                        Result.model_version == model_version, Result.image_sha256.in_(keys[i : i + QUERY_CHUNK])
+                    )
+                )
+                out.update({sha: ImageResult.from_payload(payload) for sha, payload in rows})
+        return out
+
+    def scored(self, shas: Iterable[str], model_version: str) -> set[str]:
+        """The hashes among ``shas`` that have a result by this model key."""
+        keys = sorted(set(shas))
+        out: set[str] = set()
+        with self.session() as s:
+            for i in range(0, len(keys), QUERY_CHUNK):
+                q = select(Result.image_sha256).where(
+                    Result.model_version == model_version, Result.image_sha256.in_(keys[i : i + QUERY_CHUNK])
+                )
+                out.update(s.scalars(q))
+        return out
+
+    def other_versions(self, model_version: str) -> list[str]:
+        """Model keys with results in the store other than ``model_version``, newest first."""
         with self.session() as s:
             rows = s.execute(
-                select(Result.image_sha256, Result.payload).where(
-                    Result.model_version == model_version, Result.image_sha256.in_(shas)
-                )
+                select(Result.model_version, func.max(Result.created_at).label("last"))
+                .where(Result.model_version != model_version)
+                .group_by(Result.model_version)
+                .order_by(func.max(Result.created_at).desc())
             )
-            return {sha: payload for sha, payload in rows}
+            return [v for v, _ in rows]
 
     def _put_results(self, s: Session, results: Sequence[ScoredResult], model_version: str) -> dict[str, int]:
-        rows = [
-            {
-                "image_sha256": r.image_sha256,
-                "model_version": model_version,
-                "n_defects": r.n_defects,
-                "priority": r.priority,
-                "payload": r.payload,
-                "created_at": utcnow(),
-            }
-            for r in results
-            if r.payload is not None
-        ]
-        self._insert_ignore(s, Result, rows, ["image_sha256", "model_version"])
+        rows = [result_row(r.image_sha256, model_version, r.result) for r in results if r.result is not None]
+        insert_ignore(s, Result, rows, ["image_sha256", "model_version"])
         shas = {r["image_sha256"] for r in rows}
         if not shas:
             return {}
@@ -368,7 +375,7 @@ class Store:
             ids = self._put_results(s, [r for _, r in outcomes], model_version)
             done = failed = 0
             for pos, r in outcomes:
-                ok = r.payload is not None
+                ok = r.result is not None
                 values: dict[str, Any] = (
                     {"status": "done", "result_id": ids[r.image_sha256]}
                     if ok
@@ -406,7 +413,7 @@ class Store:
             return r.rowcount == 1
 
     def job_rows(self, job_id: str) -> list[ItemRow]:
-        """All items of a job in upload order, with their result payloads."""
+        """All items of a job in upload order, with their results."""
         with self.session() as s:
             rows = s.execute(
                 select(
@@ -425,4 +432,7 @@ class Store:
                 .where(JobItem.job_id == job_id)
                 .order_by(JobItem.position)
             )
-            return [ItemRow(*row) for row in rows]
+            return [
+                ItemRow(*row[:7], ImageResult.from_payload(row[7]) if row[7] is not None else None, row[8])  # type: ignore[arg-type]
+                for row in rows
+            ]

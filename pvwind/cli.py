@@ -9,14 +9,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module, help); the module defines add_arguments(parser) and run(args) -> int
-    "data": ("training.data_cli", "build the unified training set from the public sources"),
-    "train": ("training.train_cli", "train, export and evaluate a model"),
-    "evaluate": ("training.evaluate_cli", "evaluate an ONNX model on a YOLO-format split"),
-    "inspect": ("detector.inspect_cli", "detect defects in images or folders"),
-    "serve": ("serving.cli", "run the inspection service"),
-    "rescore": ("serving.rescore.cli", "re-score an image archive with a model"),
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module, extra it needs, help); the module defines add_arguments(parser) and run(args) -> int
+    "data": ("pvwind.commands.data", "train", "build the unified training set from the public sources"),
+    "train": ("pvwind.commands.train", "train", "train, export and evaluate a model"),
+    "evaluate": ("pvwind.commands.evaluate", "train", "evaluate an ONNX model on a YOLO-format split"),
+    "inspect": ("pvwind.commands.inspect", "serve", "detect defects in images or folders"),
+    "serve": ("pvwind.commands.serve", "serve", "run the inspection service"),
+    "rescore": ("pvwind.commands.rescore", "rescore", "re-score an image archive with a model"),
 }
 
 
@@ -24,13 +24,12 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def _load(module: str):
+def _load(module: str, extra: str):  # noqa: ANN202
     import importlib
 
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
-        extra = "train" if module.startswith("training") else "serve"
         raise CLIError(
             f"this command needs the '{extra}' extras ({e.name} is missing): pip install -e '.[{extra}]'"
         ) from None
@@ -45,11 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     runners: dict[str, Callable] = {}
-    for name, (module, help_) in COMMANDS.items():
+    for name, (module, extra, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_)
         if name == chosen:
             try:
-                mod = _load(module)
+                mod = _load(module, extra)
             except CLIError as e:
                 print(f"pvwind {name}: {e}", file=sys.stderr)
                 return 2

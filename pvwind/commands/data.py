@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.cli import CLIError
+from pvwind.cli import CLIError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

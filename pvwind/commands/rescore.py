@@ -1,18 +1,20 @@
 """``pvwind rescore ARCHIVE... [--model models/current] [--out results.db] [--workers N] [--ray [auto|local|ADDRESS]]``.
 
 Re-scores every image of one or more archives (folder trees, .zip, .tar) with a model,
-skipping what this model version already scored (by content hash), so an interrupted run
-continues where it stopped. See docs/rescore.md.
+skipping what this model key already scored (by content hash), so an interrupted run
+continues where it stopped. See docs/rescore.md (exit codes: 0 done, 1 nothing could be
+scored, 2 an error stopped it, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from detector.cli import CLIError
+from pvwind.cli import CLIError
 
 MAX_DEFAULT_WORKERS = 16  # without --workers: one per core up to this many (then several threads each)
 
@@ -81,60 +83,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def _model_version(model: str | None, config: str | None) -> tuple[str, str]:
+def _model_key(model: str | None, config: str | None) -> tuple[str, str]:
     """(model path, result key) with the model checked up front (one clear error, not one per worker)."""
-    from detector.engine import Detector
+    from detector import Detector
     from detector.model import ModelLoadError
-    from serving.engine import model_key
 
     try:
         det = Detector(model, config=config, threads=1, warmup=0)
     except (ModelLoadError, FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    return str(det.info.path), model_key(det.info.version, det.info.sha256, det.settings_fingerprint())
+    return str(det.info.path), det.model_key
 
 
-def shown_url(url: str) -> str:
-    """A store URL for messages: a PostgreSQL password never reaches the terminal or a log."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # a SQLite file path
-        return url
+def _first_line(e: BaseException) -> str:
+    return (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _open_store(url: str) -> Any:
+def _open_index(value: str) -> Any:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from serving.rescore.store import RescoreStore, store_url
+    from storage.archive import ArchiveIndex
+    from storage.database import database_url, shown_url
+    from storage.store import Store
 
     try:
-        u = store_url(url)
-        return RescoreStore(u)
+        return ArchiveIndex(Store.from_url(database_url(value)))
     except ArgumentError as e:
-        raise CLIError(f"--out {url}: not a database URL ({e})") from None
+        raise CLIError(f"--out {value}: not a database URL ({e})") from None
     except ModuleNotFoundError as e:
-        raise CLIError(f"--out {shown_url(url)}: the database driver {e.name} is not installed") from None
+        raise CLIError(f"--out {shown_url(value)}: the database driver {e.name} is not installed") from None
     except (SQLAlchemyError, OSError) as e:
-        msg = str(getattr(e, "orig", None) or e).splitlines()[0]
-        raise CLIError(f"cannot open the result store {shown_url(url)}: {msg}") from None
+        raise CLIError(f"cannot open the result store {shown_url(value)}: {_first_line(e)}") from None
 
 
-def _default_export_dir(store_url_: str, model_version: str) -> Path:
+def _default_export_dir(url: str, model_key: str) -> Path:
     from sqlalchemy.engine import make_url
 
-    name = "rescore-" + model_version.replace("@", "-").replace("/", "_")
-    u = make_url(store_url_)
+    name = "rescore-" + model_key.replace("@", "-").replace("/", "_")
+    u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         return Path(u.database).parent / name
     return Path(name)
 
 
+def progress_bar(total: int, *, desc: str, disable: bool = False) -> Any:
+    """A tqdm bar on stderr with rate and ETA."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="img",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=disable,
+        smoothing=0.1,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from serving.rescore.report import FORMATS
-    from serving.rescore.scan import ArchiveError, scan_archives
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rescore.exports import FORMATS
+    from rescore.scan import ArchiveError, scan_archives
+    from storage.database import shown_url
 
     if args.workers is not None and args.workers < 1:
         raise CLIError("--workers must be at least 1")
@@ -152,59 +165,71 @@ def run(args: argparse.Namespace) -> int:
     except ArchiveError as e:
         raise CLIError(str(e)) from None
     if not scan.items and not scan.problems:
-        raise CLIError("no images found in " + ", ".join(args.archives))
-    model_path, version = _model_version(args.model, args.config)
-    store = _open_store(args.out)
+        ignored = f" ({scan.ignored} other file(s) ignored: neither images nor .zip/.tar)" if scan.ignored else ""
+        raise CLIError("no images found in " + ", ".join(args.archives) + ignored)
+    model_path, key = _model_key(args.model, args.config)
+    index = _open_index(args.out)
     try:
-        return _run(args, scan, model_path, version, store, formats, say, quiet)
+        return _run(args, scan, model_path, key, index, formats, say, quiet)
+    except SQLAlchemyError as e:  # read-only, locked or lost store: one line, not a traceback
+        raise CLIError(f"the result store {shown_url(index.url)} failed: {_first_line(e)}") from None
     finally:
-        store.close()
+        index.close()
 
 
-def _run(args, scan, model_path, version, store, formats, say, quiet) -> int:  # noqa: ANN001
-    from serving.rescore.pipeline import RunStats, WorkerDied, plan, progress_bar, run_local, split_threads
-    from serving.rescore.report import write_report
-    from serving.rescore.store import UNREADABLE, Outcome
-    from serving.rescore.worker import ScorerSpec, default_cores
+def _run(args, scan, model_path, key, index, formats, say, quiet) -> int:  # noqa: ANN001
+    from rescore.local_runner import WorkerDied, run_local, split_threads
+    from rescore.outcome import UNREADABLE, Outcome
+    from rescore.plan import plan_run
+    from rescore.report import write_report
+    from rescore.worker import ScorerSpec, default_cores
+    from rescore.writer import RunStats
+    from storage.database import shown_url
 
     # unreadable archives found while scanning go into the file index like unreadable images
-    store.write(
-        [
-            Outcome(p.source, p.group, p.fingerprint, UNREADABLE, error_reason=p.reason, error=p.message)
-            for p in scan.problems
-        ],
-        version,
-    )
-    p = plan(store, scan.items, version)
+    problems = [
+        Outcome(p.source, p.flight, p.fingerprint, UNREADABLE, error_reason=p.reason, error=p.message)
+        for p in scan.problems
+    ]
+    index.write([o.file_record() for o in problems], [], key)
+    abandoned = index.close_abandoned_runs()
+    if abandoned:
+        say(f"rescore: {abandoned} earlier run(s) ended without finishing (killed?): marked interrupted")
+    p = plan_run(index, scan.items, key)
     say(
-        f"rescore: {len(scan.items)} images ({p.skipped} already done, {len(p.todo)} to score) "
-        f"with {version} -> {shown_url(store.url)}" + (f"; {scan.ignored} other files ignored" if scan.ignored else "")
+        f"rescore: {len(scan.items)} images ({p.skipped} already done, {len(p.todo)} to score"
+        + (f", {p.n_copies} copies of them" if p.n_copies else "")
+        + f") with {key} -> {shown_url(index.url)}"
+        + (f"; {scan.ignored} other files ignored" if scan.ignored else "")
     )
     cores = default_cores()
     mode = "ray" if args.ray else "local"
-    stats = RunStats(mode, 0, 0, version)  # filled in as outcomes are committed, also when interrupted
-    run_id = store.start_run(version, mode, [str(Path(a).resolve()) for a in args.archives], len(scan.items), p.skipped)
+    stats = RunStats(mode, 0, 0, key)  # filled in as outcomes are committed, also when interrupted
+    stats.seconds["dedupe"] = p.dedupe_s
+    archives = [str(Path(a).resolve()) for a in args.archives]
+    run_id = index.start_run(key, mode, archives, len(scan.items), p.skipped)
     status = "failed"
-    bar = progress_bar(len(p.todo), desc="rescore", disable=quiet or not p.todo)
+    bar = progress_bar(p.to_process, desc="rescore", disable=quiet or not p.todo)
     try:
         if args.ray:
-            _run_ray(args, p.todo, model_path, version, store, bar, say, stats)
+            _run_ray(args, p, model_path, key, index, bar, say, stats)
         else:
             workers = args.workers or min(cores, MAX_DEFAULT_WORKERS)
             workers = max(1, min(workers, len(p.todo))) if p.todo else 1
             threads = split_threads(workers, args.threads, cores)
             stats.workers, stats.threads = workers, threads
-            spec = ScorerSpec(model_path, version, threads, args.config, args.batch_size, store.url)
+            spec = ScorerSpec(model_path, key, threads, args.config, args.batch_size, index.url)
             if p.todo:
                 run_local(
                     p.todo,
                     spec,
-                    store,
+                    index,
                     workers=workers,
                     chunk_size=args.chunk,
                     commit_every=args.commit_every,
                     on_progress=bar.update,
                     stats=stats,
+                    copies=p.copies,
                 )
         status = "done"
     except KeyboardInterrupt:
@@ -214,30 +239,47 @@ def _run(args, scan, model_path, version, store, formats, say, quiet) -> int:  #
         raise CLIError(f"{e}; the results so far are saved: run the same command again to continue") from None
     finally:
         bar.close()
-        store.finish_run(run_id, status, stats.scored, stats.unreadable, stats.to_dict())
+        index.finish_run(run_id, status, stats.scored, stats.unreadable, stats.to_dict())
     if stats.processed:
         say(
             f"scored {stats.scored}, unreadable {stats.unreadable}, already known by content {stats.known} "
             f"in {stats.elapsed_s:.1f} s ({stats.images_per_s:.1f} img/s, {stats.workers} x {stats.threads} threads)"
         )
-    if args.no_export:
-        return 0
-    export_dir = args.export_dir or _default_export_dir(store.url, version)
-    compare = None if (args.compare or "").lower() == "none" else (args.compare or "auto")
-    try:
-        rep = write_report(store, scan.items, scan.problems, version, export_dir, formats=formats, compare=compare)
-    except OSError as e:
-        raise CLIError(f"cannot write the exports to {export_dir}: {e.strerror or e}") from None
-    if not quiet:
-        _print_report(rep)
-    readable = rep.with_result
-    return 0 if readable or not scan.items else 1
+    if not args.no_export:
+        export_dir = args.export_dir or _default_export_dir(index.url, key)
+        compare = None if (args.compare or "").lower() == "none" else (args.compare or "auto")
+        try:
+            rep = write_report(index, scan.items, scan.problems, key, export_dir, formats=formats, compare=compare)
+        except OSError as e:
+            raise CLIError(f"cannot write the exports to {export_dir}: {e.strerror or e}") from None
+        if not quiet:
+            _print_report(rep)
+    if len(p.done) + stats.scored + stats.known == 0:
+        print(f"pvwind rescore: {_nothing_scored(index, scan, p)}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def _run_ray(args, todo, model_path, version, store, bar, say, stats) -> None:  # noqa: ANN001
-    from serving.rescore.pipeline import WorkerDied
-    from serving.rescore.ray_runner import RayUnavailable, cluster_cpus, connect, run_ray, shutdown
-    from serving.rescore.worker import ScorerSpec, default_cores
+def _nothing_scored(index, scan, p) -> str:  # noqa: ANN001
+    """What was found when no image could be scored (every file unreadable)."""
+    reasons: Counter[str] = Counter(pr.reason for pr in scan.problems)
+    examples = [f"{pr.source}: {pr.message}" for pr in scan.problems]
+    rows = index.files(it.source for it in scan.items)
+    for it in scan.items:
+        r = rows.get(it.source)
+        reasons[r.error_reason if r is not None and r.error_reason else "not scored"] += 1
+        if r is not None and r.error_reason:
+            examples.append(f"{it.source}: {r.error}")
+    found = len(scan.items) + len(scan.problems)
+    what = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    first = f" ({examples[0]})" if len(examples) == 1 else f"; e.g. {examples[0]}" if examples else ""
+    return f"no image could be scored: {found} file(s) found, {what}{first}"
+
+
+def _run_ray(args, p, model_path, key, index, bar, say, stats) -> None:  # noqa: ANN001
+    from rescore.local_runner import WorkerDied
+    from rescore.ray_runner import RayUnavailable, cluster_cpus, connect, run_ray, shutdown
+    from rescore.worker import ScorerSpec, default_cores
 
     try:
         started = connect(args.ray, num_cpus=default_cores())
@@ -250,19 +292,20 @@ def _run_ray(args, todo, model_path, version, store, bar, say, stats) -> None:  
         if actors > fit:
             say(f"rescore: the cluster has room for {fit} actors of {threads} CPU(s) now; using {fit}, not {actors}")
             actors = fit
-        actors = max(1, min(actors, len(todo))) if todo else 1
+        actors = max(1, min(actors, len(p.todo))) if p.todo else 1
         stats.workers, stats.threads = actors, threads
-        spec = ScorerSpec(model_path, version, threads, args.config, args.batch_size, store.url)
+        spec = ScorerSpec(model_path, key, threads, args.config, args.batch_size, index.url)
         try:
             run_ray(
-                todo,
+                p.todo,
                 spec,
-                store,
+                index,
                 actors=actors,
                 chunk_size=args.chunk,
                 commit_every=args.commit_every,
                 on_progress=bar.update,
                 stats=stats,
+                copies=p.copies,
             )
         except Exception as e:  # noqa: BLE001 - Ray wraps worker failures in its own types
             if type(e).__module__.startswith("ray"):
@@ -281,14 +324,14 @@ def _print_report(rep) -> None:  # noqa: ANN001
     from detector.priority import PRIORITIES
 
     console = Console(stderr=True)
-    t = Table(title=f"{rep.images} images, {rep.with_result} scored by {rep.model_version}")
+    t = Table(title=f"{rep.images} images, {rep.with_result} scored by {rep.model_key}")
     for col in ("site", "flight", "images", "unreadable", "defects", "worst", *PRIORITIES):
         t.add_column(col, justify="left" if col in ("site", "flight") else "right")
-    rows = sorted(rep.groups.items())
-    for g, s in rows[:40]:
+    rows = sorted(rep.summaries.flights.items())
+    for (site, flight), s in rows[:40]:
         t.add_row(
-            g.split("/", 1)[0],
-            g,
+            site,
+            flight,
             str(s.images),
             str(s.images_failed),
             str(s.defects),

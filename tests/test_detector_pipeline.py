@@ -1,4 +1,4 @@
-"""detector.engine on a real exported model and real mirror images: loading, batching,
+"""detector.Detector on a real exported model and real mirror images: loading, batching,
 thresholds, input types, tiling of large frames, the full inspect pipeline, backend parity."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from detector_fixtures import XT2_FRAMES, get_detector, model_dir, real_images
 
+from detector import Detector
 from detector.decode import decode_image
 from detector.detections import Detections
-from detector.engine import Detector
 from detector.model import ModelLoadError, resolve_model_path
 from detector.nms import box_iou
 from detector.tiling import plan_tiles
@@ -170,20 +170,20 @@ def test_inspect_pipeline_with_bad_files_and_geo(det, tmp_path):
     bad.write_bytes(XT2_FRAMES[0].read_bytes()[:3000])
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    results = det.inspect([good[0], bad, ("upload.jpg", good[1].read_bytes()), empty], conf=0.01, group="flight-7")
+    results = det.inspect([good[0], bad, ("upload.jpg", good[1].read_bytes()), empty], conf=0.001)
     assert [r.ok for r in results] == [True, False, True, False]
-    assert results[1].error_reason == "truncated" and "broken.jpg" in results[1].error
-    assert results[3].error_reason == "empty"
+    assert results[1].error.code == "truncated_image" and results[1].source.endswith("broken.jpg")
+    assert results[3].error.code == "empty_file"
     r0, r2 = results[0], results[2]
-    assert r2.source == "upload.jpg" and r0.group == "flight-7"
-    assert (r0.width, r0.height) == (640, 512) and r0.image_id == r0.sha256[:16]
-    assert r0.geo_quality == "estimate" and r0.gsd_m == pytest.approx(39 * 10.88 / 19 / 640, rel=1e-3)
-    assert len(r0.defects) == len(r0.detections)
-    for d in r0.defects:
-        assert d.latitude is not None and abs(d.latitude - r0.camera.latitude) < 2e-4
-        assert d.priority in ("P1", "P2", "P3", "P4") and d.assessment.action
-    assert r0.summary.defects == len(r0.defects)
-    doc = r0.to_dict()
+    assert r2.source == "upload.jpg" and r0.model == det.model_key
+    assert (r0.width, r0.height) == (640, 512) and r0.bytes == good[0].stat().st_size
+    assert r0.geo.quality == "estimate" and r0.geo.gsd_m == pytest.approx(39 * 10.88 / 19 / 640, rel=1e-3)
+    assert len(r0.findings) == len(det.predict([good[0]], conf=0.001)[0]) > 0
+    for d in r0.findings:
+        assert d.location is not None and abs(d.location.latitude - r0.camera.latitude) < 2e-4
+        assert d.priority in ("P1", "P2", "P3", "P4") and d.action
+    assert r0.summary.defects == len(r0.findings)
+    doc = r0.model_dump(mode="json")
     assert doc["geo"]["quality"] == "estimate" and doc["camera"]["relative_altitude"] == 39.0
 
 
@@ -225,9 +225,11 @@ def test_settings_fingerprint_names_the_settings_that_change_results():
 
     base = Detector(model_dir(), conf=0.25, warmup=0)
     fp = base.settings_fingerprint()
-    assert len(fp) == 8 and int(fp, 16) >= 0
-    # speed-only settings keep it
+    assert len(fp) == 8 and all(c in "0123456789abcdef" for c in fp)
+    assert base.model_key.endswith("+" + fp) and base.model_key.startswith(base.info.version + "@")
+    # speed-only settings and the pixel ceiling (whether an image is accepted, not its result) keep it
     assert Detector(model_dir(), conf=0.25, warmup=0, threads=1, batch_size=2).settings_fingerprint() == fp
+    assert Detector(model_dir(), conf=0.25, warmup=0, max_pixels=100_000_000).settings_fingerprint() == fp
     # thresholds, NMS, tiling and the priority rules change it
     for changed in ({"conf": 0.3}, {"class_conf": {base.names[0]: 0.1}}, {"iou": 0.5}, {"tiling": "off"}):
         assert Detector(model_dir(), **{"conf": 0.25, "warmup": 0, **changed}).settings_fingerprint() != fp, changed

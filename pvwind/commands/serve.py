@@ -50,14 +50,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
-        from detector.cli import CLIError
+        from pvwind.cli import CLIError
 
         raise CLIError(f"invalid setting {where} (PVWIND_{where.upper()}): {err['msg']}") from None
 
 
 def check_startup(settings: Settings) -> KeyStore:
     """Refuse unsafe or impossible configurations with one clear line."""
-    from detector.cli import CLIError
+    from pvwind.cli import CLIError
 
     try:
         keys = KeyStore.load(settings.api_keys, settings.api_keys_file)

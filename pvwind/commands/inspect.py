@@ -1,7 +1,8 @@
 """``pvwind inspect IMAGES_OR_FOLDERS... --out DIR``.
 
-Writes ``DIR/results.json`` (every image, its defects, priorities and roll-ups),
-``DIR/defects.geojson``, ``DIR/defects.csv`` and ``DIR/annotated/*.jpg``.
+Writes ``DIR/results.json`` (every image as :class:`detector.results.ImageResult`, the
+same JSON the API returns, plus roll-ups), ``DIR/defects.geojson``, ``DIR/defects.csv``
+and ``DIR/annotated/*.jpg``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from detector.cli import CLIError
 from detector.decode import is_image_path
+from pvwind.cli import CLIError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiling", choices=["off", "auto", "on"], help="slice large frames into tiles")
     parser.add_argument("--zone", help="position label for the priority rules (e.g. blade zone: root, mid, tip)")
     parser.add_argument(
+        "--asset-type",
+        choices=["auto", "pv", "wind"],
+        default="auto",
+        help="keep only this asset's findings (auto: all; as the API's asset_type)",
+    )
+    parser.add_argument("--site", help="site name stored with every result")
+    parser.add_argument("--flight", help="flight name for every image (default: each image's folder)")
+    parser.add_argument(
         "--group-by",
         choices=["folder", "none"],
         default="folder",
-        help="roll-up per folder (one flight or asset per folder) or over all images",
+        help="without --flight: one flight per folder, or none (one roll-up over all images)",
     )
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-annotate", action="store_true", help="skip the annotated images")
@@ -70,8 +79,8 @@ def _annotated_name(path: Path, used: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from detector import Detector
     from detector.annotate import save_annotated
-    from detector.engine import Detector
     from detector.export import write_csv, write_geojson, write_json
     from detector.model import ModelLoadError
     from detector.results import rollup
@@ -114,18 +123,20 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in stream:
         src = Path(r.source)
-        r.group = str(src.parent) if args.group_by == "folder" else None
-        if r.image is not None:
+        flight = args.flight or (str(src.parent) if args.group_by == "folder" else None)
+        decoded = r.decoded
+        r = r.in_context(site=args.site, flight=flight).for_asset(args.asset_type)
+        if decoded is not None:
             name = _annotated_name(src, used)
-            save_annotated(r.image.pixels, r, out / "annotated" / name, det.priority_config)
-            r.image_info["annotated"] = f"annotated/{name}"
-            r.image = None  # free the pixels
+            save_annotated(decoded.pixels, r, out / "annotated" / name, det.priority_config)
+            r = r.in_context(annotated=f"annotated/{name}")
+            r.keep_decoded(None)  # free the pixels
         results.append(r)
         bar.update(1)
     bar.close()
     elapsed = time.perf_counter() - t0
     meta = {
-        "model": det.info.to_dict(),
+        "model": {**det.info.to_dict(), "key": det.model_key},
         "backend": det.backend.name,
         "settings": det.config.model_dump(mode="json"),
         "elapsed_s": round(elapsed, 3),
@@ -159,4 +170,4 @@ def _print_summary(results, groups, out: Path, elapsed: float) -> None:  # noqa:
     console.print(t)
     for r in results:
         if not r.ok:
-            console.print(f"[red]failed[/red] {r.error}")
+            console.print(f"[red]failed[/red] {r.source}: {r.error.message if r.error else r.status}")

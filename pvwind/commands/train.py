@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.cli import CLIError
+from pvwind.cli import CLIError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fraction", type=float, help="use this fraction of the training images")
     p.add_argument("--init", help="auto | scratch | pretrained | a model folder or .pt (e.g. models/current)")
     p.add_argument("--fast-cpu", dest="fast_cpu", choices=["auto", "on", "off"], help="bf16 + channels-last path")
+    p.add_argument("--device", help="cpu (default) or CUDA devices, e.g. 0 or 0,1 (AMP on, the CPU fast path off)")
     p.add_argument("--int8", action="store_true", default=None, help="also export an INT8 model")
     p.add_argument(
         "--set",
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from training.train import MODELS_DIR
 
     overrides = {
-        k: getattr(args, k) for k in ("epochs", "hours", "imgsz", "batch", "fraction", "init", "fast_cpu", "int8")
+        k: getattr(args, k)
+        for k in ("epochs", "hours", "imgsz", "batch", "fraction", "init", "fast_cpu", "int8", "device")
     }
     try:
         cfg = load_train_config(args.config or TRAIN_CONFIG, overrides, args.set)

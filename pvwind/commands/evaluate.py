@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from detector.cli import CLIError
+from pvwind.cli import CLIError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,340 @@
+"""The :class:`Detector`: an exported model plus its settings; images in,
+:class:`~detector.detections.Detections` or :class:`~detector.results.ImageResult` out.
+
+    from detector import Detector
+    det = Detector("models/current")                     # or an .onnx path; backend="openvino"
+    dets = det.predict(["a.jpg", rgb_array])              # list[Detections], original pixels
+    results = det.inspect(["f1.jpg", ("upload.jpg", raw)])  # decode -> detect -> geo -> priority
+
+Arrays passed in are RGB (H, W, 3) uint8, or single-channel (H, W) of any integer or
+float type (stretched like a thermal frame). Paths and bytes are decoded by
+:func:`detector.decode.decode_image`. Batching and tiling: :mod:`detector.batching`;
+result assembly: :mod:`detector.assemble`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector import batching
+from detector.assemble import build_result
+from detector.config import DetectorConfig, load_detector_config
+from detector.decode import DecodedImage, ImageDecodeError, as_rgb8, decode_image
+from detector.detections import Detections
+from detector.model import Backend, ModelInfo, load_backend
+from detector.priority import PriorityConfig, load_priority_config
+from detector.results import ImageError, ImageResult
+
+ImageInput = np.ndarray | DecodedImage | str | os.PathLike | bytes
+Source = str | os.PathLike | bytes | DecodedImage | tuple[str, bytes]
+
+
+@dataclass
+class _Prepared:
+    decoded: list[tuple[Any, DecodedImage | ImageDecodeError, float]]  # (source, image or error, decode ms)
+    plan: batching.Plan  # for the images that decoded, in order
+    prepare_ms: float
+
+
+class Detector:
+    """An exported YOLO model plus the settings to run it.
+
+    One ``Detector`` per worker: ONNX Runtime sessions may be shared between threads, but
+    the OpenVINO backend serialises calls with a lock, so sharing one costs throughput.
+    For one-image requests (a web service) ``inspect(..., prefetch=False)`` skips the
+    decode thread.
+    """
+
+    #: Settings that never change the result of an image that is scored: speed (runtime,
+    #: threads, batching), where the rules file lives (the rules themselves are
+    #: fingerprinted) and the pixel ceiling (it decides whether an image is accepted, not
+    #: what its result is). Every other setting, including one added later, changes results.
+    NEUTRAL_SETTINGS = frozenset(
+        {
+            "model",
+            "backend",
+            "precision",
+            "openvino_hint",
+            "threads",
+            "graph_optimization",
+            "spin_wait",
+            "warmup",
+            "batch_size",
+            "priority_config",
+            "max_pixels",
+        }
+    )
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        config: DetectorConfig | str | os.PathLike | None = None,
+        priority_config: PriorityConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(config, DetectorConfig):
+            cfg = config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+            cfg = DetectorConfig.model_validate(cfg.model_dump())
+        else:
+            cfg = load_detector_config(config, **overrides)
+        self.config = cfg
+        self.backend: Backend = load_backend(
+            model if model is not None else cfg.model,
+            backend=cfg.backend,
+            threads=cfg.threads,
+            optimization=cfg.graph_optimization,
+            precision=cfg.precision,
+            warmup=cfg.warmup,
+            spin_wait=cfg.spin_wait,
+            openvino_hint=cfg.openvino_hint,
+        )
+        self.info: ModelInfo = self.backend.info
+        self.names: tuple[str, ...] = self.info.names
+        unknown = sorted(set(cfg.class_conf) - set(self.names))
+        if unknown:
+            raise ValueError(f"class_conf names classes the model does not have: {', '.join(unknown)}")
+        if priority_config is not None:
+            self.priority_config = priority_config
+        elif cfg.priority_config:
+            self.priority_config = load_priority_config(cfg.priority_config)
+        else:
+            self.priority_config = load_priority_config()
+        try:
+            from detector.taxonomy import load_taxonomy
+
+            tax = load_taxonomy()
+            self.assets: dict[str, str] = {n: tax.by_name(n).asset for n in self.names if n in tax.names}
+        except Exception:  # noqa: BLE001 - the taxonomy only adds the asset label
+            self.assets = {}
+        self.model_key = f"{self.info.version}@{self.info.sha256[:12]}+{self.settings_fingerprint()}"
+
+    # -- settings -------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        return max(self.info.imgsz)
+
+    def settings_fingerprint(self) -> str:
+        """8 hex digits naming the result-changing settings and the priority rules. Part of
+        :attr:`model_key`, the identity results are stored under: model folder name + start
+        of the file hash (a model re-exported in place never reuses old results) + this."""
+        cfg = self.config.model_dump(mode="json", exclude=set(self.NEUTRAL_SETTINGS))
+        doc = {"detector": cfg, "priority": self.priority_config.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
+
+    def thresholds(self, conf: float | None = None) -> np.ndarray:
+        """Per-class confidence thresholds; an explicit ``conf`` overrides all of them."""
+        if conf is not None:
+            return np.full(len(self.names), float(conf), np.float32)
+        t = np.full(len(self.names), self.config.conf, np.float32)
+        for name, v in self.config.class_conf.items():
+            t[self.names.index(name)] = v
+        return t
+
+    # -- detection -------------------------------------------------------------------------------
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        tiling: str | None = None,
+        batch_size: int | None = None,
+    ) -> list[Detections]:
+        """Detections per image, boxes in original-image pixels.
+
+        ``conf`` overrides the per-class thresholds (e.g. 0.001 for mAP); ``tiling`` is
+        ``"off"``, ``"auto"`` or ``"on"``. Undecodable paths/bytes raise ImageDecodeError.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        elif isinstance(images, np.ndarray | DecodedImage | str | os.PathLike | bytes):
+            images = [images]
+        arrays = [self._pixels(im) for im in images]
+        p = batching.plan(self.backend, self.config, arrays, tiling=tiling, batch_size=batch_size)
+        return batching.execute(self.backend, self.config, p, self.thresholds(conf), iou=iou, max_det=max_det)
+
+    def iter_predict(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        tiling: str | None = None,
+        chunk_size: int | None = None,
+    ) -> Iterator[Detections]:
+        """:meth:`predict` over a long sequence, a chunk at a time (bounded memory), in order."""
+        size = chunk_size or self._chunk_size()
+        buf: list[ImageInput] = []
+        for im in images:
+            buf.append(im)
+            if len(buf) >= size:
+                yield from self.predict(buf, conf=conf, iou=iou, max_det=max_det, tiling=tiling)
+                buf = []
+        if buf:
+            yield from self.predict(buf, conf=conf, iou=iou, max_det=max_det, tiling=tiling)
+
+    def _chunk_size(self) -> int:
+        # enough images per chunk to keep every parallel request of the backend busy
+        return self.config.batch_size * getattr(self.backend, "parallel", 1)
+
+    def _pixels(self, im: ImageInput) -> np.ndarray:
+        if isinstance(im, DecodedImage):
+            return im.pixels
+        if isinstance(im, np.ndarray):
+            return as_rgb8(im, self.config.stretch_percentiles)
+        return self.decode(im).pixels
+
+    def decode(self, source: str | os.PathLike | bytes, name: str | None = None) -> DecodedImage:
+        return decode_image(
+            source, name=name, max_pixels=self.config.max_pixels, stretch_percentiles=self.config.stretch_percentiles
+        )
+
+    # -- the full pipeline -------------------------------------------------------------------------
+    def inspect(self, sources: Iterable[Source], **kwargs: Any) -> list[ImageResult]:
+        """Decode -> detect -> locate -> prioritise, one :class:`ImageResult` per input.
+
+        A file that cannot be decoded gives a result with ``status="error"`` instead of
+        raising. Keyword arguments as for :meth:`iter_inspect`.
+        """
+        return list(self.iter_inspect(sources, **kwargs))
+
+    def iter_inspect(
+        self,
+        sources: Iterable[Source],
+        *,
+        conf: float | None = None,
+        tiling: str | None = None,
+        zone: str | None = None,
+        chunk_size: int | None = None,
+        prefetch: bool = True,
+        keep_images: bool = False,
+        timings: dict[str, float] | None = None,
+    ) -> Iterator[ImageResult]:
+        """Stream results in input order; decoding of the next chunk overlaps inference.
+
+        ``sources``: paths, bytes, ``(name, bytes)`` pairs or decoded images. ``zone``: a
+        position label for the priority rules (e.g. a blade zone). ``keep_images``: leave
+        the decoded image on ``result.decoded`` (e.g. to draw it). ``timings``: a dict that
+        accumulates milliseconds per stage (decode, preprocess, detect, post).
+        """
+        size = chunk_size or self._chunk_size()
+
+        def chunks() -> Iterator[list[Any]]:
+            buf: list[Any] = []
+            for s in sources:
+                buf.append(s)
+                if len(buf) >= size:
+                    yield buf
+                    buf = []
+            if buf:
+                yield buf
+
+        if not prefetch:
+            for items in chunks():
+                yield from self._finish(self._prepare(items, tiling), conf, zone, keep_images, timings)
+            return
+        # a worker thread decodes and letterboxes the next chunks while this one runs the model
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pvwind-decode") as pool:
+            pending: deque[Future] = deque()
+            it = chunks()
+            for items in it:
+                pending.append(pool.submit(self._prepare, items, tiling))
+                if len(pending) >= 2:
+                    break
+            while pending:
+                done = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self._prepare, nxt, tiling))
+                yield from self._finish(done, conf, zone, keep_images, timings)
+
+    def _prepare(self, items: list[Any], tiling: str | None) -> _Prepared:
+        decoded: list[tuple[Any, DecodedImage | ImageDecodeError, float]] = []
+        for it in items:
+            t0 = time.perf_counter()
+            try:
+                if isinstance(it, DecodedImage):
+                    d: DecodedImage | ImageDecodeError = it
+                elif isinstance(it, tuple):
+                    d = self.decode(it[1], name=it[0])
+                else:
+                    d = self.decode(it)
+            except ImageDecodeError as e:
+                d = e
+            decoded.append((it, d, (time.perf_counter() - t0) * 1e3))
+        t0 = time.perf_counter()
+        ok = [d.pixels for _, d, _ in decoded if isinstance(d, DecodedImage)]
+        p = batching.plan(self.backend, self.config, ok, tiling=tiling, prepare=True)
+        return _Prepared(decoded, p, (time.perf_counter() - t0) * 1e3)
+
+    def _finish(
+        self,
+        prepared: _Prepared,
+        conf: float | None,
+        zone: str | None,
+        keep_images: bool,
+        timings: dict[str, float] | None,
+    ) -> list[ImageResult]:
+        t0 = time.perf_counter()
+        dets = batching.execute(self.backend, self.config, prepared.plan, self.thresholds(conf))
+        detect_ms = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
+        out = []
+        j = 0
+        for src, d, _ in prepared.decoded:
+            if not isinstance(d, DecodedImage):
+                err = ImageError(code=d.code, status=d.status, message=d.detail)
+                out.append(ImageResult.failed(err, source=_label(src), model=self.model_key))
+                continue
+            r = self.build_result(d, dets[j], zone=zone, tiles=prepared.plan.n_tiles[j])
+            j += 1
+            if keep_images:
+                r.keep_decoded(d)
+            out.append(r)
+        if timings is not None:
+            for k, v in (
+                ("decode", sum(ms for _, _, ms in prepared.decoded)),
+                ("preprocess", prepared.prepare_ms),
+                ("detect", detect_ms),
+                ("post", (time.perf_counter() - t1) * 1e3),
+            ):
+                timings[k] = timings.get(k, 0.0) + v
+        return out
+
+    def build_result(
+        self, image: DecodedImage, dets: Detections, *, zone: str | None = None, tiles: int = 0
+    ) -> ImageResult:
+        """Attach location and priority to one image's detections."""
+        return build_result(
+            image,
+            dets,
+            names=self.names,
+            assets=self.assets,
+            priority_config=self.priority_config,
+            model_key=self.model_key,
+            max_off_nadir_deg=self.config.max_off_nadir_deg,
+            zone=zone,
+            tiles=tiles,
+        )
+
+
+def _label(src: Any) -> str:
+    if isinstance(src, tuple):
+        return str(src[0])
+    if isinstance(src, str | os.PathLike):
+        return str(Path(src))
+    return "<bytes>"

@@ -1,0 +1,5 @@
+import sys
+
+from pvwind.cli import main
+
+sys.exit(main())

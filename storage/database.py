@@ -1,0 +1,97 @@
+"""Opening a database and writing to it idempotently (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.tables import Base
+
+QUERY_CHUNK = 500  # keys per IN (...) query
+
+
+def database_url(value: str) -> str:
+    """A SQLAlchemy URL as given, or a path to a SQLite file made into one."""
+    if "://" in value:
+        make_url(value)  # raises ArgumentError on nonsense
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def shown_url(url: str) -> str:
+    """A URL for messages: a PostgreSQL password never reaches the terminal or a log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # a SQLite file path
+        return url
+
+
+def open_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for ``url``; for SQLite the parent folder is created, WAL and foreign keys are on."""
+    u = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(u, **kwargs)
+    if u.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    if create:
+        Base.metadata.create_all(engine)
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_ignore(
+    session: Session, model: type, rows: list[dict[str, Any]], keys: list[str], update_cols: Sequence[str] = ()
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING (or DO UPDATE ``update_cols``) on SQLite and PostgreSQL;
+    other databases look first (fine for a single writer)."""
+    if not rows:
+        return
+    # in key order, so concurrent writers of overlapping rows (two instances, the re-scorer)
+    # take the row locks in the same order: PostgreSQL would otherwise abort one with a deadlock
+    rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
+    dialect = session.get_bind().dialect.name
+    ins = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if ins is not None:
+        stmt = ins(model)
+        if update_cols:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in update_cols}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        session.execute(stmt, rows)
+        return
+    for row in rows:
+        pk = tuple(row[k] for k in keys)
+        obj = session.get(model, pk if len(pk) > 1 else pk[0])
+        if obj is None:
+            session.add(model(**row))
+        elif update_cols:
+            for c in update_cols:
+                setattr(obj, c, row[c])
+        session.flush()
