@@ -34,6 +34,8 @@ def annotate(image: np.ndarray, result: ImageResult, config: PriorityConfig | No
         x1, y1, x2, y2 = (int(round(v)) for v in d.box.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
         label = f"{d.priority} {d.class_name} {d.confidence:.2f}"
+        if d.thermal is not None:
+            label += f" {d.thermal.t_max_c:.0f}C dT{d.thermal.delta_t_k:.0f}K"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, max(1, thick - 1))
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - base)
         tx = min(max(0, x1), max(0, w - tw))

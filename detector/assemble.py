@@ -10,8 +10,9 @@ import numpy as np
 from detector.decode import DecodedImage
 from detector.detections import Detections
 from detector.geo import locate_points, read_pose
-from detector.priority import PriorityConfig, assess_detections, summarize
-from detector.results import Box, Finding, GeoInfo, ImageInfo, ImageResult, Location
+from detector.priority import PriorityConfig, assess, assess_detections, summarize
+from detector.results import Box, Finding, GeoInfo, ImageInfo, ImageResult, Location, Thermal, ThermalInfo
+from detector.thermal_pipeline import hotspot_class, thermal_info, thermal_measurements
 
 
 def build_result(
@@ -25,9 +26,36 @@ def build_result(
     max_off_nadir_deg: float,
     zone: str | None = None,
     tiles: int = 0,
+    irradiance_w_m2: float | None = None,
 ) -> ImageResult:
-    """Attach location and priority to one image's detections."""
+    """Attach location and priority to one image's detections; on a radiometric frame also
+    temperatures and ΔT, and the hot spots the radiometric finder adds."""
     h, w = image.height, image.width
+    dets_names = [names[int(c)] if int(c) < len(names) else str(int(c)) for c in dets.class_id]
+    measured: list[dict | None] = [None] * len(dets)
+    extra = []
+    if image.celsius is not None:
+        measured, extra = thermal_measurements(image.celsius, dets.xyxy, dets_names, priority_config, irradiance_w_m2)
+    sources = ["model"] * len(dets) + ["radiometric"] * len(extra)
+    if extra:
+        xyxy = np.concatenate([dets.xyxy, np.array([x.box_xyxy for x in extra], np.float32).reshape(-1, 4)])
+        conf = np.concatenate([dets.confidence, np.ones(len(extra), np.float32)])
+        extra_names = [hotspot_class(x, names, assets) for x in extra]
+        cls = np.concatenate([dets.class_id, np.array([names.index(n) for n in extra_names], dets.class_id.dtype)])
+        dets = Detections(xyxy, conf, cls)
+        measured = measured + [
+            {
+                "t_max_c": x.t_max_c,
+                "t_mean_c": None,
+                "t_ref_c": x.t_ref_c,
+                "delta_t_k": x.delta_t_k,
+                "delta_t_norm_k": x.delta_t_norm_k,
+                "reference": x.reference,
+                "pattern": x.pattern,
+                "confirmed": True,
+            }
+            for x in extra
+        ]
     pose = read_pose(image.metadata, image.stored_hw)
     centres = np.stack([(dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2], 1)
     geo = locate_points(
@@ -39,6 +67,31 @@ def build_result(
         c = int(dets.class_id[i])
         name = names[c] if c < len(names) else str(c)
         x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+        thermal = None
+        if (m := measured[i]) is not None:
+            if m["t_mean_c"] is None:  # a radiometric hot spot: its mean over the box
+                box = image.celsius[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]  # type: ignore[index]
+                m["t_mean_c"] = round(float(np.nanmean(box)), 1) if box.size else m["t_max_c"]
+            rating = assess(
+                name,
+                float(dets.confidence[i]),
+                area_frac=(x2 - x1) * (y2 - y1) / max(h * w, 1),
+                config=priority_config,
+                delta_t_k=m["delta_t_k"],
+                pattern=m["pattern"],
+                irradiance_w_m2=irradiance_w_m2,
+            )
+            note = (
+                "found by the radiometric finder alone"
+                if sources[i] == "radiometric"
+                else (
+                    "confirmed by the radiometric finder"
+                    if m["confirmed"]
+                    else "not confirmed by the radiometric finder"
+                )
+            )
+            rating = rating.model_copy(update={"reasons": [*rating.reasons, note]})
+            thermal = Thermal(**{k: v for k, v in m.items() if k != "confirmed"})
         lat, lon = float(geo.latitude[i]), float(geo.longitude[i])
         located = np.isfinite(lat) and np.isfinite(lon) and geo.quality in ("estimate", "coarse")
         findings.append(
@@ -52,6 +105,8 @@ def build_result(
                 box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
                 area_frac=(x2 - x1) * (y2 - y1) / max(h * w, 1),
                 location=Location(latitude=lat, longitude=lon, quality=geo.quality) if located else None,  # type: ignore[arg-type]
+                found_by=sources[i],  # type: ignore[arg-type]
+                thermal=thermal,
             )
         )
     return ImageResult(
@@ -71,6 +126,7 @@ def build_result(
         camera=pose if (pose.has_gps or pose.make) else None,
         geo=GeoInfo(quality=geo.quality, note=geo.note, gsd_m=None if geo.gsd_m is None else round(geo.gsd_m, 5)),  # type: ignore[arg-type]
         tiles=tiles,
+        thermal=ThermalInfo(**info) if (info := thermal_info(image, irradiance_w_m2)) else None,
         summary=summarize((f.priority, f.class_name) for f in findings),
         findings=findings,
     )

@@ -39,6 +39,12 @@ class DetectorConfig(BaseModel):
     max_pixels: int = Field(gt=0)
     stretch_percentiles: tuple[float, float]
     max_off_nadir_deg: float = Field(ge=0, le=90)
+    radiometric: bool
+    irradiance_w_m2: float | None = Field(gt=0)
+    emissivity: float | None = Field(gt=0, le=1)
+    reflected_temp_c: float | None
+    distance_m: float | None = Field(ge=0)
+    relative_humidity: float | None = Field(ge=0, le=100)
     priority_config: str | None
 
     @field_validator("backend", mode="before")

@@ -84,6 +84,8 @@ class DecodedImage:
     metadata: ImageMetadata
     stored_hw: tuple[int, int]  # (H, W) as stored, before the EXIF orientation was applied
     data: bytes = field(default=b"", repr=False)  # the file's bytes (radiometric segments are read from them)
+    celsius: np.ndarray | None = field(default=None, repr=False)  # upright temperature map of a radiometric frame
+    thermal: Any = None  # its detector.radiometry reading (Radiometry or RadiometryNote)
 
     @property
     def nbytes(self) -> int:

@@ -34,6 +34,8 @@ from detector.decode import DecodedImage, ImageDecodeError, as_rgb8, decode_imag
 from detector.detections import Detections
 from detector.model import Backend, ModelInfo, load_backend
 from detector.priority import PriorityConfig, load_priority_config
+from detector.radiometry import ThermalOverrides, load_thermal_config
+from detector.thermal_pipeline import read_thermal
 from detector.results import ImageError, ImageResult
 
 ImageInput = np.ndarray | DecodedImage | str | os.PathLike | bytes
@@ -118,6 +120,12 @@ class Detector:
             self.assets: dict[str, str] = {n: tax.by_name(n).asset for n in self.names if n in tax.names}
         except Exception:  # noqa: BLE001 - the taxonomy only adds the asset label
             self.assets = {}
+        self._thermal_overrides = ThermalOverrides(
+            emissivity=cfg.emissivity,
+            reflected_temp_c=cfg.reflected_temp_c,
+            distance_m=cfg.distance_m,
+            relative_humidity=cfg.relative_humidity,
+        )
         self.model_key = f"{self.info.version}@{self.info.sha256[:12]}+{self.settings_fingerprint()}"
 
     # -- settings -------------------------------------------------------------------------------
@@ -131,6 +139,8 @@ class Detector:
         of the file hash (a model re-exported in place never reuses old results) + this."""
         cfg = self.config.model_dump(mode="json", exclude=set(self.NEUTRAL_SETTINGS))
         doc = {"detector": cfg, "priority": self.priority_config.model_dump(mode="json")}
+        if self.config.radiometric:  # the radiometric reading, rendering and finder settings
+            doc["thermal"] = load_thermal_config().model_dump(mode="json")
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 
     def thresholds(self, conf: float | None = None) -> np.ndarray:
@@ -199,9 +209,14 @@ class Detector:
         return self.decode(im).pixels
 
     def decode(self, source: str | os.PathLike | bytes, name: str | None = None) -> DecodedImage:
-        return decode_image(
+        """Decode an image; a radiometric thermal frame (``radiometric: true``) also gets its
+        temperature map, and its pixels become the consistent rendering the model expects."""
+        d = decode_image(
             source, name=name, max_pixels=self.config.max_pixels, stretch_percentiles=self.config.stretch_percentiles
         )
+        if self.config.radiometric and d.format in ("JPEG", "MPO"):  # DJI writes MPO (multi-picture) JPEGs
+            read_thermal(d, self._thermal_overrides)
+        return d
 
     # -- the full pipeline -------------------------------------------------------------------------
     def inspect(self, sources: Iterable[Source], **kwargs: Any) -> list[ImageResult]:
@@ -329,6 +344,7 @@ class Detector:
             max_off_nadir_deg=self.config.max_off_nadir_deg,
             zone=zone,
             tiles=tiles,
+            irradiance_w_m2=self.config.irradiance_w_m2,
         )
 
 

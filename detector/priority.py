@@ -71,9 +71,21 @@ class CountRule(_Strict):
     reason: str
 
 
+class DeltaTRule(_Strict):
+    """Rating by measured temperature difference (the criterion of IEC TS 62446-3 and of
+    commercial PV thermography): the level comes from ``bands`` (minimum ΔT in K -> level),
+    raised to at least ``patterns[pattern]``; size, count and confidence modifiers do not apply.
+    Below ``min_irradiance_w_m2`` (or with no irradiance given) the class is provisional."""
+
+    bands: dict[float, int]
+    patterns: dict[str, int] = {}
+    min_irradiance_w_m2: float = Field(600, gt=0)
+
+
 class ClassRule(_Strict):
     scale: str
     base: int
+    delta_t: DeltaTRule | None = None
     size: list[SizeRule] = []
     count: CountRule | None = None
     confidence: list[ConfidenceRule] | None = None  # None: use defaults
@@ -172,6 +184,9 @@ def assess(
     count_in_image: int = 1,
     zone: str | None = None,
     config: PriorityConfig | None = None,
+    delta_t_k: float | None = None,
+    pattern: str | None = None,
+    irradiance_w_m2: float | None = None,
 ) -> Assessment:
     """Rate one defect.
 
@@ -187,6 +202,8 @@ def assess(
             priority=u.priority, action=u.action, time_frame=u.time_frame, reasons=[f"no rule for class {class_name!r}"]
         )
     scale = cfg.scales[rule.scale]
+    if rule.delta_t is not None and delta_t_k is not None:
+        return _assess_delta_t(rule, scale, delta_t_k, pattern, irradiance_w_m2)
     ups: list[tuple[int, str]] = []
     for s in rule.size:
         if s.min_area_frac is not None and area_frac >= s.min_area_frac:
@@ -217,6 +234,41 @@ def assess(
         level_label=entry.label,
         base_level=rule.base,
         reasons=[r for _, r in ups],
+    )
+
+
+def _assess_delta_t(
+    rule: ClassRule, scale: Scale, delta_t_k: float, pattern: str | None, irradiance_w_m2: float | None
+) -> Assessment:
+    dt = rule.delta_t
+    assert dt is not None
+    lo, hi = min(scale.levels), max(scale.levels)
+    bands = sorted(dt.bands.items())
+    level, floor = bands[0][1], bands[0][0]
+    for min_k, lv in bands:
+        if delta_t_k >= min_k:
+            level, floor = lv, min_k
+    nxt = next((k for k, _ in bands if k > delta_t_k), None)
+    band = f">= {floor:g} K" if nxt is None else f"{floor:g}-{nxt:g} K"
+    reasons = [f"ΔT {delta_t_k:.1f} K (band {band})"]
+    if pattern and dt.patterns.get(pattern, lo) > level:
+        level = dt.patterns[pattern]
+        reasons.append(f"pattern: {pattern}")
+    if irradiance_w_m2 is None:
+        reasons.append(f"provisional: irradiance not given (the class needs >= {dt.min_irradiance_w_m2:g} W/m²)")
+    elif irradiance_w_m2 < dt.min_irradiance_w_m2:
+        reasons.append(f"provisional: irradiance {irradiance_w_m2:g} W/m² below {dt.min_irradiance_w_m2:g} W/m²")
+    level = int(np.clip(level, lo, hi))
+    entry = scale.levels[level]
+    return Assessment(
+        priority=entry.priority,
+        action=rule.actions.get(level, entry.action),
+        time_frame=entry.time_frame,
+        scale=rule.scale,
+        level=level,
+        level_label=entry.label,
+        base_level=rule.base,
+        reasons=reasons,
     )
 
 

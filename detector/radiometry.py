@@ -79,7 +79,9 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-THERMAL_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "thermal.yaml"
+import configs
+
+THERMAL_CONFIG_PATH = configs.path("thermal.yaml")
 
 DJI_NOTE = "radiometric format not supported (DJI R-JPEG, needs DJI Thermal SDK): scored as a plain image"
 

@@ -78,6 +78,21 @@ class Location(BaseModel):
         return round(float(v), 8)
 
 
+class Thermal(BaseModel):
+    """Temperatures of a finding on a radiometric frame (°C; ΔT in kelvin against healthy
+    module surface around it, see :mod:`detector.thermal`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    t_max_c: float
+    t_mean_c: float
+    t_ref_c: float = Field(description="healthy module surface around the finding (never the ground between rows)")
+    delta_t_k: float = Field(description="T max - T ref")
+    delta_t_norm_k: float | None = Field(None, description="ΔT x 1000 / irradiance, when the irradiance is given")
+    reference: str = Field(description="how T ref was taken: module_ring | frame_modules | ring_all")
+    pattern: str | None = Field(None, description="cell | cells | substring | module (radiometric findings)")
+
+
 class Finding(Assessment):
     """One defect: what, where in the image and on the ground, how sure, and how urgent
     (the :class:`detector.priority.Assessment` fields: priority, action, time frame, level,
@@ -93,6 +108,10 @@ class Finding(Assessment):
     box: Box
     area_frac: float = Field(description="box area / image area")
     location: Location | None = Field(None, description="where the finding is on the ground, if known")
+    found_by: Literal["model", "radiometric"] = Field(
+        "model", description="model: the detector; radiometric: the temperature map alone (detector.thermal)"
+    )
+    thermal: Thermal | None = Field(None, description="temperatures and ΔT, on radiometric frames")
 
     @field_validator("confidence")
     @classmethod
@@ -117,6 +136,18 @@ class GeoInfo(BaseModel):
     quality: Literal["estimate", "coarse", "none"] = "none"
     note: str = ""
     gsd_m: float | None = Field(None, description="ground sampling distance at the centre, metres per pixel")
+
+
+class ThermalInfo(BaseModel):
+    """The radiometric reading of a frame: format, camera, the parameters used (and where each
+    came from: call, camera or config), or why temperatures are not available."""
+
+    format: str | None = None
+    camera: str | None = None
+    params: dict[str, float] | None = None
+    param_sources: dict[str, str] | None = None
+    irradiance_w_m2: float | None = None
+    note: str | None = Field(None, description="set when the frame has no usable temperatures")
 
 
 class ImageError(BaseModel):
@@ -153,6 +184,7 @@ class ImageResult(BaseModel):
     camera: CameraPose | None = Field(None, description="location metadata read from EXIF GPS / DJI XMP")
     geo: GeoInfo | None = None
     tiles: int = Field(0, description="tiles the frame was cut into (0: one whole-frame pass)")
+    thermal: ThermalInfo | None = Field(None, description="radiometric reading (thermal frames only)")
     summary: PrioritySummary | None = None
     findings: list[Finding] = []
     error: ImageError | None = None
