@@ -93,3 +93,25 @@ def load_detector_config(path: str | Path | None = None, **overrides: Any) -> De
         return DetectorConfig.model_validate(data)
     except ValidationError as e:
         raise ValueError(f"{p}: {e}") from None
+
+
+class Conditions(BaseModel):
+    """The conditions of one flight or request (all optional): irradiance on the module plane
+    and the radiometric parameters. A value given here overrides configs/detector.yaml's for
+    that call; ``None`` keeps it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    irradiance_w_m2: float | None = Field(None, gt=0, le=2000)
+    emissivity: float | None = Field(None, gt=0, le=1)
+    reflected_temp_c: float | None = Field(None, ge=-40, le=500)
+    distance_m: float | None = Field(None, ge=0, le=10_000)
+    relative_humidity: float | None = Field(None, ge=0, le=100)
+
+    def over(self, cfg: DetectorConfig) -> Conditions:
+        """These conditions with the config's values where none is given."""
+        return Conditions(**{k: v if v is not None else getattr(cfg, k) for k, v in self.model_dump().items()})
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())

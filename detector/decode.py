@@ -86,6 +86,7 @@ class DecodedImage:
     data: bytes = field(default=b"", repr=False)  # the file's bytes (radiometric segments are read from them)
     celsius: np.ndarray | None = field(default=None, repr=False)  # upright temperature map of a radiometric frame
     thermal: Any = None  # its detector.radiometry reading (Radiometry or RadiometryNote)
+    conditions: Any = None  # the detector.config.Conditions it was read under
 
     @property
     def nbytes(self) -> int:

@@ -29,14 +29,14 @@ import numpy as np
 
 from detector import batching
 from detector.assemble import build_result
-from detector.config import DetectorConfig, load_detector_config
+from detector.config import Conditions, DetectorConfig, load_detector_config
 from detector.decode import DecodedImage, ImageDecodeError, as_rgb8, decode_image
 from detector.detections import Detections
 from detector.model import Backend, ModelInfo, load_backend
 from detector.priority import PriorityConfig, load_priority_config
 from detector.radiometry import ThermalOverrides, load_thermal_config
-from detector.thermal_pipeline import read_thermal
 from detector.results import ImageError, ImageResult
+from detector.thermal_pipeline import read_thermal
 
 ImageInput = np.ndarray | DecodedImage | str | os.PathLike | bytes
 Source = str | os.PathLike | bytes | DecodedImage | tuple[str, bytes]
@@ -120,12 +120,6 @@ class Detector:
             self.assets: dict[str, str] = {n: tax.by_name(n).asset for n in self.names if n in tax.names}
         except Exception:  # noqa: BLE001 - the taxonomy only adds the asset label
             self.assets = {}
-        self._thermal_overrides = ThermalOverrides(
-            emissivity=cfg.emissivity,
-            reflected_temp_c=cfg.reflected_temp_c,
-            distance_m=cfg.distance_m,
-            relative_humidity=cfg.relative_humidity,
-        )
         self.model_key = f"{self.info.version}@{self.info.sha256[:12]}+{self.settings_fingerprint()}"
 
     # -- settings -------------------------------------------------------------------------------
@@ -208,15 +202,34 @@ class Detector:
             return as_rgb8(im, self.config.stretch_percentiles)
         return self.decode(im).pixels
 
-    def decode(self, source: str | os.PathLike | bytes, name: str | None = None) -> DecodedImage:
+    def decode(
+        self, source: str | os.PathLike | bytes, name: str | None = None, conditions: Conditions | None = None
+    ) -> DecodedImage:
         """Decode an image; a radiometric thermal frame (``radiometric: true``) also gets its
-        temperature map, and its pixels become the consistent rendering the model expects."""
+        temperature map (with ``conditions`` over the configured radiometric parameters), and
+        its pixels become the consistent rendering the model expects."""
         d = decode_image(
             source, name=name, max_pixels=self.config.max_pixels, stretch_percentiles=self.config.stretch_percentiles
         )
         if self.config.radiometric and d.format in ("JPEG", "MPO"):  # DJI writes MPO (multi-picture) JPEGs
-            read_thermal(d, self._thermal_overrides)
+            c = (conditions or Conditions()).over(self.config)
+            overrides = ThermalOverrides(
+                emissivity=c.emissivity,
+                reflected_temp_c=c.reflected_temp_c,
+                distance_m=c.distance_m,
+                relative_humidity=c.relative_humidity,
+            )
+            read_thermal(d, overrides)
+            d.conditions = c
         return d
+
+    def key_for(self, conditions: Conditions | None) -> str:
+        """The result key under ``conditions``: :attr:`model_key` when they add nothing to the
+        configured ones, else the model key plus 8 hex of the conditions."""
+        if conditions is None or conditions.over(self.config) == Conditions().over(self.config):
+            return self.model_key
+        doc = json.dumps(conditions.over(self.config).model_dump(), sort_keys=True)
+        return f"{self.model_key}~{hashlib.sha256(doc.encode()).hexdigest()[:8]}"
 
     # -- the full pipeline -------------------------------------------------------------------------
     def inspect(self, sources: Iterable[Source], **kwargs: Any) -> list[ImageResult]:
@@ -238,13 +251,15 @@ class Detector:
         prefetch: bool = True,
         keep_images: bool = False,
         timings: dict[str, float] | None = None,
+        conditions: Conditions | None = None,
     ) -> Iterator[ImageResult]:
         """Stream results in input order; decoding of the next chunk overlaps inference.
 
         ``sources``: paths, bytes, ``(name, bytes)`` pairs or decoded images. ``zone``: a
         position label for the priority rules (e.g. a blade zone). ``keep_images``: leave
         the decoded image on ``result.decoded`` (e.g. to draw it). ``timings``: a dict that
-        accumulates milliseconds per stage (decode, preprocess, detect, post).
+        accumulates milliseconds per stage (decode, preprocess, detect, post). ``conditions``:
+        the flight's irradiance and radiometric parameters over the configured ones.
         """
         size = chunk_size or self._chunk_size()
 
@@ -260,24 +275,24 @@ class Detector:
 
         if not prefetch:
             for items in chunks():
-                yield from self._finish(self._prepare(items, tiling), conf, zone, keep_images, timings)
+                yield from self._finish(self._prepare(items, tiling, conditions), conf, zone, keep_images, timings)
             return
         # a worker thread decodes and letterboxes the next chunks while this one runs the model
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pvwind-decode") as pool:
             pending: deque[Future] = deque()
             it = chunks()
             for items in it:
-                pending.append(pool.submit(self._prepare, items, tiling))
+                pending.append(pool.submit(self._prepare, items, tiling, conditions))
                 if len(pending) >= 2:
                     break
             while pending:
                 done = pending.popleft().result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self._prepare, nxt, tiling))
+                    pending.append(pool.submit(self._prepare, nxt, tiling, conditions))
                 yield from self._finish(done, conf, zone, keep_images, timings)
 
-    def _prepare(self, items: list[Any], tiling: str | None) -> _Prepared:
+    def _prepare(self, items: list[Any], tiling: str | None, conditions: Conditions | None = None) -> _Prepared:
         decoded: list[tuple[Any, DecodedImage | ImageDecodeError, float]] = []
         for it in items:
             t0 = time.perf_counter()
@@ -285,9 +300,9 @@ class Detector:
                 if isinstance(it, DecodedImage):
                     d: DecodedImage | ImageDecodeError = it
                 elif isinstance(it, tuple):
-                    d = self.decode(it[1], name=it[0])
+                    d = self.decode(it[1], name=it[0], conditions=conditions)
                 else:
-                    d = self.decode(it)
+                    d = self.decode(it, conditions=conditions)
             except ImageDecodeError as e:
                 d = e
             decoded.append((it, d, (time.perf_counter() - t0) * 1e3))
@@ -340,11 +355,11 @@ class Detector:
             names=self.names,
             assets=self.assets,
             priority_config=self.priority_config,
-            model_key=self.model_key,
             max_off_nadir_deg=self.config.max_off_nadir_deg,
             zone=zone,
             tiles=tiles,
-            irradiance_w_m2=self.config.irradiance_w_m2,
+            irradiance_w_m2=(image.conditions or Conditions().over(self.config)).irradiance_w_m2,
+            model_key=self.key_for(image.conditions),
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image as PILImage
 
 from detector import Detector
+from detector.config import Conditions
 from detector.decode import DecodedImage, ImageDecodeError
 from detector.model import ModelLoadError, resolve_model_path
 from detector.results import ImageResult
@@ -95,10 +96,11 @@ class DetectorPool:
         return (self.model_dir / name).read_text(errors="replace")
 
     # ---------------------------------------------------------------- decoding
-    def decode(self, data: bytes, name: str) -> DecodedImage:
-        """Decode uploaded bytes with the detector's decoder; raises Rejection (4xx) on bad input."""
+    def decode(self, data: bytes, name: str, conditions: Conditions | None = None) -> DecodedImage:
+        """Decode uploaded bytes with the detector's decoder (radiometric frames under
+        ``conditions``); raises Rejection (4xx) on bad input."""
         try:
-            return self.detectors[0].decode(data, name=name)
+            return self.detectors[0].decode(data, name=name, conditions=conditions)
         except ImageDecodeError as e:
             raise Rejection(e.status, e.code, e.detail) from None
 

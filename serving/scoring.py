@@ -47,7 +47,7 @@ async def score_upload(services: Services, pool: DetectorPool, upload: Upload, f
                 out = []
                 for f in accepted:
                     try:
-                        out.append((f, pool.decode(f.data or b"", f.filename)))
+                        out.append((f, pool.decode(f.data or b"", f.filename, fields.conditions)))
                     except Rejection as r:
                         rejected[f.index] = r
                 return out

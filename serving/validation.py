@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
+from detector.config import Conditions
 from serving.errors import ApiError, Rejection
 from serving.upload import Upload, UploadedFile
 
@@ -43,11 +46,16 @@ def check_type(f: UploadedFile, allowed: list[str]) -> str:
     return ctype
 
 
+#: the flight's conditions, accepted as form fields (see detector.config.Conditions)
+CONDITION_FIELDS = ("irradiance_w_m2", "emissivity", "reflected_temp_c", "distance_m", "relative_humidity")
+
+
 @dataclass(frozen=True)
 class FormFields:
     asset_type: str = "auto"
     site: str | None = None
     flight: str | None = None
+    conditions: Conditions = Conditions()
 
 
 def form_fields(upload: Upload) -> FormFields:
@@ -63,4 +71,18 @@ def form_fields(upload: Upload) -> FormFields:
         if any(ord(c) < 32 for c in v):
             raise ApiError(422, "bad_field", f"{name} contains control characters")
         out[name] = v or None
-    return FormFields(asset, out["site"], out["flight"])
+    values: dict[str, float] = {}
+    for name in CONDITION_FIELDS:
+        raw = (f.get(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise ApiError(422, "bad_field", f"{name} must be a number, got {raw[:20]!r}") from None
+    try:
+        conditions = Conditions(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ApiError(422, "bad_field", f"{err['loc'][0]}: {err['msg']}") from None
+    return FormFields(asset, out["site"], out["flight"], conditions)

@@ -7,6 +7,15 @@ from typing import Any
 from serving.schemas import ErrorResponse
 
 UPLOAD_TYPES = "image/jpeg, image/png, image/tiff, image/webp"
+CONDITIONS_SCHEMA: dict[str, Any] = {
+    "irradiance_w_m2": {"type": "number", "exclusiveMinimum": 0, "maximum": 2000,
+                        "description": "irradiance on the module plane, W/m² (ΔT normalised to 1000 W/m²; "
+                        "below 600 the thermal class is provisional). POST /v1/inspections only."},
+    "emissivity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "reflected_temp_c": {"type": "number", "minimum": -40, "maximum": 500},
+    "distance_m": {"type": "number", "minimum": 0, "maximum": 10000},
+    "relative_humidity": {"type": "number", "minimum": 0, "maximum": 100},
+}  # fmt: skip
 
 
 def upload_body(description: str) -> dict[str, Any]:
@@ -30,6 +39,7 @@ def upload_body(description: str) -> dict[str, Any]:
                             "asset_type": {"type": "string", "enum": ["auto", "pv", "wind"], "default": "auto"},
                             "site": {"type": "string", "maxLength": 200},
                             "flight": {"type": "string", "maxLength": 200},
+                            **CONDITIONS_SCHEMA,
                         },
                     },
                     "encoding": {"files": {"contentType": UPLOAD_TYPES}},
