@@ -5,7 +5,7 @@ on the same images, each with its ONNX Runtime thread count tuned.
 
 Every variant scores the same set of mirror images (a mix of 640 px wind/PV RGB and
 416 px thermal frames) into a fresh SQLite store through the real pipeline
-(``serving.rescore``: read, hash, decode, detect, prioritise, batch writes). Reported:
+(``rescore``: read, hash, decode, detect, prioritise, batch writes into ``storage``). Reported:
 
 - images/s over the whole run (process start and model loading included) and
   "steady" images/s while the workers were scoring (what an archive of millions sees);
@@ -77,27 +77,28 @@ def variants(cores: int, with_ray: bool, grid: bool) -> list[tuple[str, int, int
 def run_variant(
     mode: str, workers: int, threads: int, items: list, model: Path, config: str | None, chunk: int, batch: int | None
 ) -> dict:
-    from serving.engine import model_key
-    from serving.rescore.pipeline import RunStats, run_local
-    from serving.rescore.store import RescoreStore, store_url
-    from serving.rescore.worker import ScorerSpec
+    from detector import Detector
+    from rescore.local_runner import run_local
+    from rescore.worker import ScorerSpec
+    from rescore.writer import RunStats
+    from storage.archive import ArchiveIndex
+    from storage.database import database_url
+    from storage.store import Store
 
     with tempfile.TemporaryDirectory(prefix="bench-rescore-") as tmp:
-        from detector.model import load_backend
-
-        info = load_backend(model, threads=1, warmup=0).info
-        version = model_key(info.version, info.sha256)
-        store = RescoreStore(store_url(str(Path(tmp) / "results.db")))
-        spec = ScorerSpec(str(info.path), version, threads, config, batch, store.url)
-        stats = RunStats(mode, workers, threads, version)
+        det = Detector(model, config=config, threads=1, warmup=0)
+        key = det.model_key  # the run's result key, as pvwind rescore computes it
+        index = ArchiveIndex(Store.from_url(database_url(str(Path(tmp) / "results.db"))))
+        spec = ScorerSpec(str(det.info.path), key, threads, config, batch, index.url)
+        stats = RunStats(mode, workers, threads, key)
         if mode == "ray":
-            from serving.rescore.ray_runner import run_ray
+            from rescore.ray_runner import run_ray
 
-            stats, _ = run_ray(items, spec, store, actors=workers, chunk_size=chunk, stats=stats)
+            stats, _ = run_ray(items, spec, index, actors=workers, chunk_size=chunk, stats=stats)
         else:
-            stats, _ = run_local(items, spec, store, workers=workers, chunk_size=chunk, stats=stats)
-        n = store.count_results(version)
-        store.close()
+            stats, _ = run_local(items, spec, index, workers=workers, chunk_size=chunk, stats=stats)
+        n = index.store.count_results(key)
+        index.close()
     d = stats.to_dict()
     d["results"] = n
     return d
@@ -130,8 +131,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "rescore.json")
     args = ap.parse_args()
 
-    from serving.rescore.scan import scan_archives
-    from serving.rescore.worker import default_cores
+    from rescore.scan import scan_archives
+    from rescore.worker import default_cores
 
     n = args.limit or args.images
     files = pick_images(n)

@@ -122,6 +122,25 @@ def main() -> None:
                 f"clean frames with a hotspot box: {false_frames}/{len(names) - frames_hot}"
             )
 
+        # the whole pipeline as the service and `pvwind inspect` run it (default settings)
+        paths = [Path(args.mirror) / "pv_zelestra_ir" / "data" / "Test" / n for n in names]
+        t0 = time.perf_counter()
+        results = det.inspect(paths, conf=args.conf)
+        per = (time.perf_counter() - t0) / max(len(paths), 1) * 1000
+        print(f"\npipeline (Detector.inspect, {per:.0f} ms/frame end to end):")
+        print("{:<10} {:>9}  {}".format("frame", "ΔT truth", "reported thermal findings (class, found by, ΔT K, priority)"))
+        found = false = 0
+        for n, r in zip(names, results, strict=True):
+            hot = [f for f in r.findings if f.class_name in HOT_CLASSES]
+            spots = truth.get(n, [])
+            found += sum(any(overlaps(f.box.xyxy, t["box"]) for f in hot) for t in spots)
+            false += sum(not any(overlaps(f.box.xyxy, t["box"]) for t in spots) for f in hot)
+            shown = "; ".join(
+                f"{f.class_name} {f.found_by} {f.thermal.delta_t_k if f.thermal else '-'} {f.priority}" for f in hot
+            )
+            print(f"{n[:8]:<10} {', '.join(str(t['delta_t_k']) for t in spots) or '-':>9}  {shown or '-'}")
+        print(f"pipeline: {found}/{n_truth} truth hotspots reported; {false} thermal findings off the truth boxes")
+
 
 if __name__ == "__main__":
     main()

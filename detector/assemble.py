@@ -129,4 +129,5 @@ def build_result(
         thermal=ThermalInfo(**info) if (info := thermal_info(image, irradiance_w_m2)) else None,
         summary=summarize((f.priority, f.class_name) for f in findings),
         findings=findings,
+        warnings=list(image.warnings),
     )

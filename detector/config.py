@@ -38,6 +38,7 @@ class DetectorConfig(BaseModel):
     tile_merge_threshold: float = Field(gt=0, le=1)
     max_pixels: int = Field(gt=0)
     stretch_percentiles: tuple[float, float]
+    corrupt_jpeg: Literal["warn", "reject"]
     max_off_nadir_deg: float = Field(ge=0, le=90)
     radiometric: bool
     irradiance_w_m2: float | None = Field(gt=0)

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_STRETCH = (1.0, 99.0)  # for arrays handed in directly; decoding takes configs/detector.yaml's
@@ -87,6 +88,7 @@ class DecodedImage:
     celsius: np.ndarray | None = field(default=None, repr=False)  # upright temperature map of a radiometric frame
     thermal: Any = None  # its detector.radiometry reading (Radiometry or RadiometryNote)
     conditions: Any = None  # the detector.config.Conditions it was read under
+    warnings: list[str] = field(default_factory=list)  # e.g. corrupt JPEG data decoded as far as it goes
 
     @property
     def nbytes(self) -> int:
@@ -107,9 +109,12 @@ def decode_image(
     name: str | None = None,
     max_pixels: int | None = None,
     stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH,
+    corrupt_jpeg: str = "warn",
 ) -> DecodedImage:
     """Decode one image. ``name`` labels byte input in results and errors. ``max_pixels``:
-    the pixel ceiling (default: ``max_pixels`` of configs/detector.yaml)."""
+    the pixel ceiling (default: ``max_pixels`` of configs/detector.yaml). ``corrupt_jpeg``:
+    ``"warn"`` decodes a JPEG with corrupt compressed data as far as it goes and says so in
+    ``DecodedImage.warnings``; ``"reject"`` raises ImageDecodeError (reason ``corrupt``)."""
     if max_pixels is None:
         from detector.config import shipped_defaults
 
@@ -154,7 +159,16 @@ def decode_image(
         stored_hw = (h, w)
         if fmt == "JPEG" and not _jpeg_complete(data):
             raise ImageDecodeError("truncated JPEG (no end-of-image marker)", reason="truncated", source=label)
-        fast = _decode_cv2(data, fmt, mode, stored_hw)
+        warnings: list[str] = []
+        try:
+            fast = _decode_cv2(data, fmt, mode, stored_hw)
+        except CorruptJPEG as e:
+            if corrupt_jpeg == "reject":
+                raise ImageDecodeError(f"corrupt JPEG data ({e})", reason="corrupt", source=label) from None
+            warnings.append(
+                f"corrupt JPEG data ({e}): part of the image is decoder fill, so findings there are missing"
+            )
+            fast = e.pixels
         if fast is not None:
             pixels = _orient(fast, meta.orientation)
             bit_depth, gray = 8, mode in ("L", "LA")
@@ -184,7 +198,7 @@ def decode_image(
         raise ImageDecodeError(
             f"cannot decode image ({type(e).__name__}: {e})", reason="corrupt", source=label
         ) from None
-    return DecodedImage(pixels, label, sha, fmt, mode, bit_depth, gray, meta, stored_hw, bytes(data))
+    return DecodedImage(pixels, label, sha, fmt, mode, bit_depth, gray, meta, stored_hw, bytes(data), warnings=warnings)
 
 
 def read_metadata(source: str | os.PathLike | bytes) -> ImageMetadata:
@@ -287,15 +301,45 @@ def _jpeg_complete(data: bytes) -> bool:
 _CV2_MODES = frozenset({"RGB", "L", "RGBA", "LA"})
 
 
+class CorruptJPEG(ValueError):
+    """libjpeg reported corrupt compressed data (it decodes such a file anyway, filling what it
+    cannot decode); ``pixels`` is that best-effort decode."""
+
+    def __init__(self, message: str, pixels: np.ndarray) -> None:
+        super().__init__(message)
+        self.pixels = pixels
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    """A baseline/progressive JPEG to RGB with libjpeg-turbo (simplejpeg: the same islow DCT
+    and fancy upsampling as OpenCV's decoder, so the same pixels, and faster). Raises
+    :class:`CorruptJPEG` when libjpeg warns about corrupt data: OpenCV and Pillow only print
+    "Corrupt JPEG data" to stderr and return a partly grey image."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as e:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False)
+        raise CorruptJPEG(str(e).strip() or "corrupt JPEG data", pixels) from None
+
+
 def _decode_cv2(data: bytes, fmt: str, mode: str, hw: tuple[int, int]) -> np.ndarray | None:
-    """8-bit JPEG/PNG through OpenCV: 2-3x faster than Pillow plus its array copy, and the
-    same libjpeg-turbo decode Ultralytics uses. ``None``: leave the file to Pillow (which
-    also produces the precise error for a damaged file)."""
+    """8-bit JPEG/PNG through libjpeg-turbo / OpenCV: 2-3x faster than Pillow plus its array
+    copy, and the same decode Ultralytics uses. ``None``: leave the file to Pillow (which
+    also produces the precise error for a damaged file). Raises :class:`CorruptJPEG`."""
     if fmt not in ("JPEG", "PNG") or mode not in _CV2_MODES:
         return None
     flags = cv2.IMREAD_IGNORE_ORIENTATION | getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
     if fmt == "JPEG":
         data = _strip_app_segments(data)
+        if mode in ("RGB", "L"):
+            try:
+                a = _decode_jpeg(data)
+            except CorruptJPEG:
+                raise
+            except Exception:  # noqa: BLE001 - an unusual JPEG: OpenCV or Pillow decide
+                a = None
+            if a is not None and a.shape[:2] == hw:
+                return a
     try:
         a = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:

@@ -209,7 +209,11 @@ class Detector:
         temperature map (with ``conditions`` over the configured radiometric parameters), and
         its pixels become the consistent rendering the model expects."""
         d = decode_image(
-            source, name=name, max_pixels=self.config.max_pixels, stretch_percentiles=self.config.stretch_percentiles
+            source,
+            name=name,
+            max_pixels=self.config.max_pixels,
+            stretch_percentiles=self.config.stretch_percentiles,
+            corrupt_jpeg=self.config.corrupt_jpeg,
         )
         if self.config.radiometric and d.format in ("JPEG", "MPO"):  # DJI writes MPO (multi-picture) JPEGs
             c = (conditions or Conditions()).over(self.config)

@@ -294,7 +294,7 @@ def read_radiometry(
     try:
         with Image.open(io.BytesIO(buf)) as im:
             fmt = (im.format or "image").lower()
-    except (UnidentifiedImageError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - Pillow and its third-party plugins raise many types while probing
         return RadiometryNote("not_image", "not a readable image")
     return RadiometryNote("not_radiometric", f"{fmt.upper()} carries no radiometric data", format=fmt)
 

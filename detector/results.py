@@ -187,6 +187,7 @@ class ImageResult(BaseModel):
     thermal: ThermalInfo | None = Field(None, description="radiometric reading (thermal frames only)")
     summary: PrioritySummary | None = None
     findings: list[Finding] = []
+    warnings: list[str] = Field([], description="what to know before trusting the result (e.g. corrupt JPEG data)")
     error: ImageError | None = None
     annotated: str | None = Field(None, description="the annotated copy, relative to the output folder")
 

@@ -1,180 +1,30 @@
-"""The re-scoring pipeline: plan what is left, score it in parallel, write it once.
+"""Scoring in local worker processes: :func:`run_local`.
 
-- :func:`plan` splits the scanned items into those to score and those this model has
-  already scored (by the file index: unchanged file, known content hash with a result).
-- :func:`run_local` scores them in N worker processes (spawned, each with its own ONNX
-  Runtime session and ``cores // N`` intra-op threads). The parent process is the only
-  writer: it commits outcomes in batches (one transaction each, idempotent inserts on
-  ``(image_sha256, model_version)``), so killing the run at any point loses at most the
-  batches not yet committed, and re-running continues from there.
-- :class:`BatchWriter` is shared with the Ray runner (``ray_runner.py``).
+N worker processes are spawned, each with its own ONNX Runtime session and ``cores // N``
+intra-op threads (:func:`split_threads`); they get chunks of items and return outcomes,
+which the parent commits through the single :class:`rescore.writer.BatchWriter`. A worker
+dies with its parent (``kill -9`` of the run leaves no orphan scoring on).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from typing import Any
 
-from serving.rescore.scan import ScanItem, chunked
-from serving.rescore.store import KNOWN, SCORED, UNREADABLE, Outcome, RescoreStore
-from serving.rescore.worker import TIMING_KEYS, ChunkScorer, ScorerSpec, default_cores
-
-DECODE_REASONS = ("empty", "not_image", "truncated", "corrupt", "too_large")  # the bytes are bad: no retry
+from rescore.outcome import Outcome
+from rescore.scan import ScanItem, chunked
+from rescore.worker import ChunkScorer, ScorerSpec, default_cores
+from rescore.writer import BatchWriter, RunStats
+from storage.archive import ArchiveIndex
 
 
 class WorkerDied(RuntimeError):
     """A worker process exited abnormally (crash, out of memory); committed work is kept."""
-
-
-@dataclass
-class Plan:
-    todo: list[ScanItem]
-    done: list[ScanItem]  # already scored by this model (unchanged file or known hash)
-    known_unreadable: list[ScanItem]  # unchanged files that failed to decode before
-
-    @property
-    def skipped(self) -> int:
-        return len(self.done) + len(self.known_unreadable)
-
-
-def plan(store: RescoreStore, items: Sequence[ScanItem], model_version: str) -> Plan:
-    """What is left to score: every item except unchanged files whose content this model scored
-    (or which were found unreadable for a reason in their bytes)."""
-    rows = store.file_rows(it.source for it in items)
-    candidates: dict[str, str] = {}
-    bad: set[str] = set()
-    for it in items:
-        r = rows.get(it.source)
-        if r is None or r.fingerprint != it.fingerprint:
-            continue
-        if r.error_reason in DECODE_REASONS:
-            bad.add(it.source)
-        elif r.error_reason is None and r.sha256:
-            candidates[it.source] = r.sha256
-    scored = store.scored(candidates.values(), model_version)
-    todo, done, known_bad = [], [], []
-    for it in items:
-        if it.source in bad:
-            known_bad.append(it)
-        elif candidates.get(it.source) in scored:
-            done.append(it)
-        else:
-            todo.append(it)
-    return Plan(todo, done, known_bad)
-
-
-@dataclass
-class RunStats:
-    mode: str
-    workers: int
-    threads: int
-    model_version: str
-    todo: int = 0
-    scored: int = 0
-    known: int = 0
-    unreadable: int = 0
-    elapsed_s: float = 0.0
-    startup_s: float = 0.0  # until the first chunk came back (process spawn, model load, first chunk)
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys((*TIMING_KEYS, "write"), 0.0))
-    interrupted: bool = False
-    span: tuple[float, float] | None = None  # epoch seconds: first chunk started .. last chunk ended (any worker)
-
-    def add_span(self, start: float, end: float) -> None:
-        if start <= 0 or end <= 0:
-            return
-        self.span = (start, end) if self.span is None else (min(self.span[0], start), max(self.span[1], end))
-
-    @property
-    def processed(self) -> int:
-        return self.scored + self.known + self.unreadable
-
-    @property
-    def images_per_s(self) -> float:
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def steady_images_per_s(self) -> float:
-        """Rate while the workers were scoring (excludes process start and model loading)."""
-        if self.span is None:
-            return 0.0
-        dt = self.span[1] - self.span[0]
-        return self.processed / dt if dt > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "workers": self.workers,
-            "threads": self.threads,
-            "model_version": self.model_version,
-            "todo": self.todo,
-            "scored": self.scored,
-            "known": self.known,
-            "unreadable": self.unreadable,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "startup_s": round(self.startup_s, 3),
-            "images_per_s": round(self.images_per_s, 2),
-            "steady_images_per_s": round(self.steady_images_per_s, 2),
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "interrupted": self.interrupted,
-        }
-
-
-class BatchWriter:
-    """The single writer: buffers outcomes and commits them in batches."""
-
-    def __init__(
-        self,
-        store: RescoreStore,
-        stats: RunStats,
-        *,
-        commit_every: int = 64,
-        max_delay_s: float = 2.0,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.stats = stats
-        self.commit_every = max(1, commit_every)
-        self.max_delay_s = max_delay_s
-        self.on_progress = on_progress
-        self._buf: list[Outcome] = []
-        self._last = time.monotonic()
-        self.unreadable: list[Outcome] = []
-
-    def add(self, outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None) -> None:
-        self._buf.extend(outcomes)
-        seconds = dict(seconds or {})
-        self.stats.add_span(seconds.pop("wall_start", 0.0), seconds.pop("wall_end", 0.0))
-        for k, v in seconds.items():
-            self.stats.seconds[k] = self.stats.seconds.get(k, 0.0) + v
-        if len(self._buf) >= self.commit_every or time.monotonic() - self._last >= self.max_delay_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._buf:
-            return
-        t0 = time.perf_counter()
-        self.store.write(self._buf, self.stats.model_version)
-        self.stats.seconds["write"] += time.perf_counter() - t0
-        for o in self._buf:
-            if o.status == SCORED:
-                self.stats.scored += 1
-            elif o.status == KNOWN:
-                self.stats.known += 1
-            elif o.status == UNREADABLE:
-                self.stats.unreadable += 1
-                self.unreadable.append(o)
-        if self.on_progress:
-            self.on_progress(len(self._buf))
-        self._buf = []
-        self._last = time.monotonic()
 
 
 def split_threads(workers: int, threads: int | None = None, cores: int | None = None) -> int:
@@ -184,7 +34,6 @@ def split_threads(workers: int, threads: int | None = None, cores: int | None = 
     return max(1, (cores or default_cores()) // max(1, workers))
 
 
-# -- local worker processes ----------------------------------------------------------------------
 _SCORER: ChunkScorer | None = None
 
 
@@ -225,20 +74,22 @@ def _score(items: list[ScanItem]) -> tuple[list[Outcome], dict[str, float]]:
 def run_local(
     items: Sequence[ScanItem],
     spec: ScorerSpec,
-    store: RescoreStore,
+    index: ArchiveIndex,
     *,
     workers: int,
     chunk_size: int = 32,
     commit_every: int = 64,
     on_progress: Callable[[int], None] | None = None,
     stats: RunStats | None = None,
+    copies: dict[str, list[tuple[ScanItem, str]]] | None = None,
 ) -> tuple[RunStats, BatchWriter]:
-    """Score ``items`` in ``workers`` processes; outcomes are committed as they arrive."""
+    """Score ``items`` in ``workers`` processes; outcomes (and those of ``copies``, see
+    :class:`~rescore.writer.BatchWriter`) are committed as they arrive."""
     import multiprocessing as mp
 
-    stats = stats or RunStats("local", workers, spec.threads, spec.model_version)
-    stats.todo = len(items)
-    writer = BatchWriter(store, stats, commit_every=commit_every, on_progress=on_progress)
+    stats = stats or RunStats("local", workers, spec.threads, spec.model_key)
+    stats.todo = len(items) + sum(len(v) for v in (copies or {}).values())
+    writer = BatchWriter(index, stats, commit_every=commit_every, on_progress=on_progress, copies=copies)
     t_start = time.perf_counter()
     first = True
     chunks: Iterator[list[ScanItem]] = chunked(list(items), chunk_size)
@@ -277,19 +128,3 @@ def run_local(
         stats.elapsed_s = time.perf_counter() - t_start
         pool.shutdown(wait=not stats.interrupted, cancel_futures=True)
     return stats, writer
-
-
-def progress_bar(total: int, *, desc: str, disable: bool = False) -> Any:
-    """A tqdm bar on stderr with rate and ETA."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="img",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=disable,
-        smoothing=0.1,
-        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
-    )

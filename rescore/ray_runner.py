@@ -3,7 +3,7 @@
     items (driver) --from_items--> Dataset --map_batches(RayScorer, ActorPoolStrategy(size=N))-->
         outcomes --iter_batches--> BatchWriter (driver) --> the store
 
-Each actor holds one :class:`serving.rescore.worker.ChunkScorer` (one ONNX Runtime session
+Each actor holds one :class:`rescore.worker.ChunkScorer` (one ONNX Runtime session
 with ``threads`` intra-op threads and ``num_cpus=threads`` reserved), i.e. exactly what a
 local worker process runs, so results are identical to ``--workers``. Actors read the
 images themselves: on a multi-node cluster the archive must be at the same path on every
@@ -21,23 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from serving.rescore.pipeline import BatchWriter, RunStats
-from serving.rescore.scan import ScanItem
-from serving.rescore.store import Outcome, RescoreStore
-from serving.rescore.worker import TIMING_KEYS, ChunkScorer, ScorerSpec
-
-OUT_COLUMNS = (
-    "source",
-    "group",
-    "fingerprint",
-    "status",
-    "sha256",
-    "payload",
-    "media_type",
-    "size_bytes",
-    "error_reason",
-    "error",
-)
+from rescore.outcome import ROW_FIELDS, Outcome
+from rescore.scan import ScanItem
+from rescore.worker import TIMING_KEYS, ChunkScorer, ScorerSpec
+from rescore.writer import BatchWriter, RunStats
+from storage.archive import ArchiveIndex
 
 
 class RayUnavailable(RuntimeError):
@@ -56,7 +44,7 @@ class RayScorer:
         outcomes, seconds = self.scorer.score(items)
         rows = [o.to_row() for o in outcomes]
         cols: dict[str, np.ndarray] = {}
-        for c in OUT_COLUMNS:
+        for c in ROW_FIELDS:
             if c == "size_bytes":
                 cols[c] = np.array([r[c] or 0 for r in rows], dtype=np.int64)
             else:
@@ -112,21 +100,23 @@ def cluster_cpus() -> int:
 def run_ray(
     items: Sequence[ScanItem],
     spec: ScorerSpec,
-    store: RescoreStore,
+    index: ArchiveIndex,
     *,
     actors: int,
     chunk_size: int = 32,
     commit_every: int = 64,
     on_progress: Callable[[int], None] | None = None,
     stats: RunStats | None = None,
+    copies: dict[str, list[tuple[ScanItem, str]]] | None = None,
 ) -> tuple[RunStats, BatchWriter]:
-    """Score ``items`` on the connected Ray cluster with ``actors`` scorer actors."""
+    """Score ``items`` on the connected Ray cluster with ``actors`` scorer actors (``copies``:
+    see :class:`~rescore.writer.BatchWriter`)."""
     import ray
     import ray.data
 
-    stats = stats or RunStats("ray", actors, spec.threads, spec.model_version)
-    stats.todo = len(items)
-    writer = BatchWriter(store, stats, commit_every=commit_every, on_progress=on_progress)
+    stats = stats or RunStats("ray", actors, spec.threads, spec.model_key)
+    stats.todo = len(items) + sum(len(v) for v in (copies or {}).values())
+    writer = BatchWriter(index, stats, commit_every=commit_every, on_progress=on_progress, copies=copies)
     if not items:
         return stats, writer
     ctx = ray.data.DataContext.get_current()
@@ -153,7 +143,7 @@ def run_ray(
                 stats.startup_s = time.perf_counter() - t_start
                 first = False
             n = len(batch["source"])
-            outcomes = [Outcome.from_row({c: _py(batch[c][i]) for c in OUT_COLUMNS}) for i in range(n)]
+            outcomes = [Outcome.from_row({c: _py(batch[c][i]) for c in ROW_FIELDS}) for i in range(n)]
             seconds = {k: float(np.sum(batch[f"t_{k}"])) for k in TIMING_KEYS}
             starts = batch["t_wall_start"][batch["t_wall_start"] > 0]
             if len(starts):

@@ -5,19 +5,18 @@ inside a folder tree are opened too). Every image becomes a :class:`ScanItem`:
 
 - ``source``: where it is, stable across runs: an absolute path, or
   ``<archive path>::<member name>`` for a zip/tar member;
-- ``group``: the flight, i.e. the image's folder relative to the ARCHIVE root
-  (``site/flight``); images at the root take the root's name;
+- ``flight``: the image's folder relative to the ARCHIVE root (``site/flight``); images
+  at the root take the root's name; its first part is the site (:func:`split_flight`);
 - ``fingerprint``: size plus modification time (zip: size plus CRC), so a re-run can
   tell an unchanged file from its index entry without reading it again.
 
 Only the listing happens here (cheap: ``stat`` and archive directories). Bytes are read
-by the workers (:func:`read_item`), which also hash them: the content hash, not the
+by the workers (:class:`ArchiveReader`), which also hash them: the content hash, not the
 path, is what results are keyed by.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import zipfile
@@ -41,7 +40,7 @@ class ScanItem:
     """One image to score: where it is and how to read it."""
 
     source: str
-    group: str
+    flight: str
     kind: str  # "file" | "zip" | "tar"
     container: str  # the file, or the zip/tar holding the member
     member: str = ""  # zip/tar member name
@@ -56,7 +55,7 @@ class ScanItem:
     def from_row(cls, row: dict[str, Any]) -> ScanItem:
         return cls(
             source=str(row["source"]),
-            group=str(row["group"]),
+            flight=str(row["flight"]),
             kind=str(row["kind"]),
             container=str(row["container"]),
             member=str(row.get("member") or ""),
@@ -71,7 +70,7 @@ class ScanProblem:
     """A file that looked like input but cannot be scanned (e.g. a corrupt zip)."""
 
     source: str
-    group: str
+    flight: str
     reason: str
     message: str
     fingerprint: str = ""
@@ -82,6 +81,11 @@ class ScanResult:
     items: list[ScanItem] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
     ignored: int = 0  # files that are neither images nor archives
+
+
+def split_flight(flight: str) -> tuple[str, str]:
+    """``site/flight/...`` -> (site, the whole folder path as the flight)."""
+    return flight.split("/", 1)[0], flight
 
 
 def is_image_name(name: str) -> bool:
@@ -150,7 +154,7 @@ def _scan_tree(root: Path, out: ScanResult) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root).as_posix()
-        group = root.name if rel == "." else rel
+        flight = root.name if rel == "." else rel
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -160,12 +164,12 @@ def _scan_tree(root: Path, out: ScanResult) -> None:
                 try:
                     st = path.stat()
                 except OSError as e:
-                    out.problems.append(ScanProblem(str(path), group, "unreadable", f"cannot stat: {e.strerror}"))
+                    out.problems.append(ScanProblem(str(path), flight, "unreadable", f"cannot stat: {e.strerror}"))
                     continue
                 out.items.append(
                     ScanItem(
                         str(path),
-                        group,
+                        flight,
                         "file",
                         str(path),
                         size=st.st_size,
@@ -180,7 +184,7 @@ def _scan_tree(root: Path, out: ScanResult) -> None:
                 out.problems.append(
                     ScanProblem(
                         str(path),
-                        group,
+                        flight,
                         "unsupported_archive",
                         "compressed tar: extract it or repack as .tar/.zip",
                         _stat_fp(path),
@@ -198,7 +202,7 @@ def _stat_fp(path: Path) -> str:
         return ""
 
 
-def _member_group(prefix: str, name: str) -> str:
+def _member_flight(prefix: str, name: str) -> str:
     parent = PurePosixPath(name).parent.as_posix()
     return _join(prefix, parent) or prefix
 
@@ -220,7 +224,7 @@ def _scan_zip(path: Path, prefix: str, out: ScanResult) -> None:
         out.items.append(
             ScanItem(
                 f"{path}{SEP}{name}",
-                _member_group(prefix, name),
+                _member_flight(prefix, name),
                 "zip",
                 str(path),
                 member=name,
@@ -246,7 +250,7 @@ def _scan_tar(path: Path, prefix: str, out: ScanResult) -> None:
         out.items.append(
             ScanItem(
                 f"{path}{SEP}{m.name}",
-                _member_group(prefix, m.name),
+                _member_flight(prefix, m.name),
                 "tar",
                 str(path),
                 member=m.name,
@@ -270,17 +274,21 @@ class ArchiveReader:
         self._zips: dict[str, zipfile.ZipFile] = {}
         self._max_open = max_open
 
-    def read(self, item: ScanItem) -> bytes:
+    def read(self, item: ScanItem, limit: int | None = None) -> bytes:
+        """The item's bytes; with ``limit``, only its first ``limit`` bytes."""
         try:
             if item.kind == "file":
-                return Path(item.container).read_bytes()
+                with open(item.container, "rb") as f:
+                    return f.read() if limit is None else f.read(limit)
             if item.kind == "zip":
-                return self._zip(item.container).read(item.member)
+                with self._zip(item.container).open(item.member) as m:
+                    return m.read() if limit is None else m.read(limit)
             if item.kind == "tar":
+                want = item.size if limit is None else min(limit, item.size)
                 with open(item.container, "rb") as f:
                     f.seek(item.offset)
-                    data = f.read(item.size)
-                if len(data) != item.size:
+                    data = f.read(want)
+                if len(data) != want:
                     raise ItemReadError(f"tar member cut short ({len(data)} of {item.size} bytes)")
                 return data
         except ItemReadError:
@@ -303,10 +311,6 @@ class ArchiveReader:
         for zf in self._zips.values():
             zf.close()
         self._zips.clear()
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def chunked(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -148,3 +148,31 @@ def test_typed_errors_for_bad_input(tmp_path):
     with pytest.raises(ImageDecodeError):
         decode_image(tmp_path)  # a folder
     assert issubclass(ImageDecodeError, ValueError)
+
+
+def test_corrupt_jpeg_data_is_never_scored_as_clean():
+    """A flipped block in the middle of a real JPEG: libjpeg decodes it (grey or garbled from the
+    damage on) and only prints "Corrupt JPEG data"; the result must say so, or reject it."""
+    from detector_fixtures import MIRROR, XT2_FRAMES, model_dir
+
+    from detector import Detector
+
+    srcs = [*XT2_FRAMES[:1], *sorted(MIRROR.glob("wind_fans/valid/images/*.jpg"))[:1]]
+    if len(srcs) < 2:
+        pytest.skip("no mirror JPEGs")
+
+    det = Detector(model_dir(), threads=1)
+    strict = Detector(model_dir(), threads=1, corrupt_jpeg="reject")
+    for src in srcs[:2]:
+        data = bytearray(src.read_bytes())
+        clean = det.inspect([bytes(data)])[0]
+        assert clean.ok and clean.warnings == []
+        sos = bytes(data).rfind(b"\xff\xda")  # the image's compressed data (a DJI frame carries 600 kB of
+        mid = (sos + len(data)) // 2  # radiometric data before it)
+        for k in range(mid, mid + 256):
+            data[k] ^= 0x5A
+        r = det.inspect([(src.name, bytes(data))])[0]
+        assert r.ok and r.warnings and "corrupt JPEG data" in r.warnings[0], (src, r.warnings)
+        bad = strict.inspect([(src.name, bytes(data))])[0]
+        assert bad.status == "error" and bad.error.code == "corrupt_image" and "corrupt JPEG" in bad.error.message
+    assert det.model_key != strict.model_key  # a different policy is a different result

@@ -21,6 +21,7 @@ from detector.results import (
     ImageError,
     ImageResult,
     Location,
+    Thermal,
     finding_row,
 )
 
@@ -108,11 +109,13 @@ def test_flat_rows_follow_the_model():
     assert len(rows) == 2
     assert tuple(rows[0]) == ROW_COLUMNS
     # every field of a finding appears as a column (nested models spread)
-    for name in Finding.model_fields:
+    for name, field in Finding.model_fields.items():
         if name == "box":
             assert {"x1", "y1", "x2", "y2"} <= set(ROW_COLUMNS)
         elif name == "location":
             assert {"latitude", "longitude", "geo_quality"} <= set(ROW_COLUMNS)
+        elif name == "thermal":  # a nested model: one column per field, prefixed
+            assert {f"thermal_{k}" for k in Thermal.model_fields} <= set(ROW_COLUMNS)
         else:
             assert name in ROW_COLUMNS, name
     assert rows[0]["latitude"] == "47.1" and rows[1]["latitude"] == ""

@@ -23,7 +23,8 @@ from serving_fixtures import Server, files_param, metric, mirror_images
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from serving.store import LeaseLost, NewImage, NewItem, ScoredResult, Store
+from detector.results import ImageResult
+from storage.store import LeaseLost, NewImage, NewItem, ScoredResult, Store
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def _job(store: Store, n: int) -> tuple[str, list[str]]:
 
 
 def _ok(sha: str) -> ScoredResult:
-    return ScoredResult(sha, payload={"defects": [], "sha256": sha}, n_defects=0)
+    return ScoredResult(sha, result=ImageResult(sha256=sha))
 
 
 def _race(n: int, fn) -> list:  # noqa: ANN001
@@ -83,7 +84,9 @@ def test_two_instances_race_for_one_job_and_one_result(pg_url):
         winner = f"owner-{claims.index(job_id)}"
         # the same result written by both instances at once: one row, no error, the same id for both
         sha = shas[0]
-        written = _race(4, lambda i: stores[i].put_results([ScoredResult(sha, payload={"by": i})], "m@1"))
+        written = _race(
+            4, lambda i: stores[i].put_results([ScoredResult(sha, ImageResult(sha256=sha, width=i))], "m@1")
+        )
         assert all(isinstance(w, dict) for w in written), written
         assert len({w[sha] for w in written}) == 1
         assert rows(pg_url, "SELECT count(*) FROM results WHERE image_sha256 = :s", s=sha) == [(1,)]
@@ -126,13 +129,14 @@ def test_overlapping_writes_in_opposite_orders_do_not_deadlock(pg_url):
     """Two instances and the re-scorer committing results of the same images, in different
     orders, at once: before rows were written in key order PostgreSQL aborted some of these
     transactions with "deadlock detected" (about every other round)."""
-    from serving.rescore.store import SCORED, Outcome, RescoreStore
+    from storage.archive import ArchiveIndex, FileRecord
 
-    a, b, r = Store.from_url(pg_url), Store.from_url(pg_url), RescoreStore(pg_url)
+    a, b, r = Store.from_url(pg_url), Store.from_url(pg_url), ArchiveIndex(Store.from_url(pg_url))
 
     def write(i: int, shas: list[str]) -> object:
         if i == 2:
-            return r.write([Outcome(f"/x/{s}.jpg", "f", "1:1", SCORED, s, {"defects": []}) for s in shas], "m@1")
+            files = [FileRecord(f"/x/{s}.jpg", "f", "1:1", s) for s in shas]
+            return r.write(files, [ImageResult(sha256=s, source=f"/x/{s}.jpg") for s in shas], "m@1")
         return (a, b)[i].put_results([_ok(s) for s in (shas if i == 0 else shas[::-1])], "m@1")
 
     try:
@@ -208,7 +212,7 @@ def test_two_servers_on_one_database_score_each_job_once(pg_url, tmp_path):
             assert res["complete"] is True
             assert [e["status"] for e in res["images"]] == ["ok"] * 4 + ["error"]
             assert [e["sha256"] for e in res["images"][:4]] == [_sha_file(p) for p in images[:4]]
-            assert all(isinstance(e["defects"], list) for e in res["images"][:4])
+            assert all(isinstance(e["findings"], list) for e in res["images"][:4])
             texts = [ca.get("/metrics").text, cb.get("/metrics").text]
     finally:
         a.stop()
@@ -253,7 +257,7 @@ def test_a_killed_servers_job_is_taken_over_by_another(pg_url, tmp_path):
     finally:
         b.stop()
     assert [e["status"] for e in res["images"]] == ["ok"] * total
-    assert [e["filename"] for e in res["images"]] == [p.name for p in images + images[:2]]
+    assert [e["source"] for e in res["images"]] == [p.name for p in images + images[:2]]
     assert rows(pg_url, "SELECT count(*), count(DISTINCT image_sha256) FROM results") == [(12, 12)]
     scored = metric(text_, "pvwind_images_total", path="job", outcome="scored")
     reused = metric(text_, "pvwind_images_total", path="job", outcome="reused")
@@ -272,7 +276,7 @@ def test_rescore_into_postgres_stores_each_image_once_and_a_rerun_skips_all(pg_u
     model = [archive.root, "--model", model_dir(), "--config", config, "--workers", "1"]
     assert rescore(*model, "--out", pg_url, "--export-dir", tmp_path / "exports", "--quiet") == 0
     results = {
-        sha: (rid, json.loads(p) if isinstance(p, str) else p)
+        sha: (rid, ImageResult.from_payload(json.loads(p) if isinstance(p, str) else p))
         for sha, rid, p in rows(pg_url, "SELECT image_sha256, id, payload FROM results")
     }
     assert set(results) == set(archive.readable.values())  # the byte-identical copy is stored once
@@ -280,7 +284,7 @@ def test_rescore_into_postgres_stores_each_image_once_and_a_rerun_skips_all(pg_u
     assert rows(pg_url, "SELECT count(*) FROM images") == [(archive.distinct,)]
     files = dict(rows(pg_url, "SELECT source, COALESCE(error_reason, image_sha256) FROM rescore_files"))
     assert files == {**archive.readable, **archive.unreadable}
-    assert all(isinstance(p["defects"], list) for _, p in results.values())
+    assert all(isinstance(p.findings, list) for _, p in results.values())
     summary = json.loads((tmp_path / "exports" / "summary.json").read_text())  # read back from PostgreSQL
     assert {f["flight"]: f["images"] for f in summary["flights"]} == archive.groups
     # payloads come back from PostgreSQL as from SQLite (floats, GPS positions, nesting): the
@@ -299,7 +303,7 @@ def test_rescore_into_postgres_stores_each_image_once_and_a_rerun_skips_all(pg_u
     assert f"{n} images ({n} already done, 0 to score)" in err
     assert "s3cret-pw" not in err and ":***@" in err
     again = {
-        sha: (rid, json.loads(p) if isinstance(p, str) else p)
+        sha: (rid, ImageResult.from_payload(json.loads(p) if isinstance(p, str) else p))
         for sha, rid, p in rows(pg_url, "SELECT image_sha256, id, payload FROM results")
     }
     assert again == results

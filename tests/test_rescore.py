@@ -7,6 +7,7 @@ Ray, a re-run that must skip everything, a SIGKILL mid-run, a second model versi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import pytest
 from detector_fixtures import MIRROR, REPO, SHIPPED, model_dir
+
+from detector.results import ImageResult
 
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"dataset mirror {MIRROR} not found")
 PY = sys.executable
@@ -114,21 +117,22 @@ def detector_config(path: Path, **extra) -> Path:
 
 
 def rescore(*args: str | Path) -> int:
-    from detector.cli import main
+    from pvwind.cli import main
 
     return main(["rescore", *map(str, args)])
 
 
-def db_results(db: Path, model_version: str | None = None) -> dict[str, dict]:
+def db_results(db: Path, model_version: str | None = None) -> dict[str, ImageResult]:
     with sqlite3.connect(db) as c:
         q = "SELECT image_sha256, payload FROM results"
         rows = c.execute(q + " WHERE model_version = ?", (model_version,)) if model_version else c.execute(q)
-        return {sha: json.loads(p) for sha, p in rows}
+        return {sha: ImageResult.from_payload(json.loads(p)) for sha, p in rows}
 
 
-def comparable(payloads: dict[str, dict]) -> dict[str, dict]:
-    """Payloads without where the image was found (identical content may sit in two places)."""
-    return {sha: {k: v for k, v in p.items() if k not in ("source", "group")} for sha, p in payloads.items()}
+def comparable(results: dict[str, ImageResult]) -> dict[str, dict]:
+    """The stored form, without where the image was found (identical content may sit in two places)."""
+    assert results, "nothing to compare"
+    return {sha: r.payload() for sha, r in results.items()}
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +170,23 @@ def local_run(archive, model, tmp_path_factory) -> Path:
     return db
 
 
+# ------------------------------------------------------------------------------------ packages
+def test_rescore_and_storage_import_nothing_of_the_service():
+    code = (
+        "import sys, importlib\n"
+        "for m in ('storage.archive', 'storage.store', 'rescore.report', 'rescore.local_runner',"
+        " 'rescore.ray_runner', 'pvwind.commands.rescore'):\n"
+        "    importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m == 'serving' or m.startswith('serving.')))\n"
+    )
+    out = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------------------- scan
 def test_scan_finds_images_in_tree_zip_and_tar(archive, tmp_path):
-    from serving.rescore.scan import ArchiveReader, scan_archives
+    from rescore.scan import ArchiveReader, scan_archives
 
     scan = scan_archives([archive.root])
     found = {it.source for it in scan.items}
@@ -180,8 +198,8 @@ def test_scan_finds_images_in_tree_zip_and_tar(archive, tmp_path):
     by_source = {it.source: it for it in scan.items}
     zsrc = next(s for s in archive.readable if ".zip::" in s)
     tsrc = next(s for s in archive.readable if ".tar::" in s)
-    assert by_source[zsrc].group == "site_b/flight_2/cam0"
-    assert by_source[tsrc].group == "site_c/flight_7"
+    assert by_source[zsrc].flight == "site_b/flight_2/cam0"
+    assert by_source[tsrc].flight == "site_c/flight_7"
     reader = ArchiveReader()
     for src in (zsrc, tsrc):
         assert _sha(reader.read(by_source[src])) == archive.readable[src]
@@ -195,7 +213,7 @@ def test_scan_finds_images_in_tree_zip_and_tar(archive, tmp_path):
     (before,) = scan_archives([f.parent]).items
     os.utime(f, ns=(before_ns := f.stat().st_mtime_ns, before_ns + 1_000_000))
     (after,) = scan_archives([f.parent]).items
-    assert before.fingerprint != after.fingerprint and before.group == "f"
+    assert before.fingerprint != after.fingerprint and before.flight == "f"
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, model):
@@ -227,12 +245,16 @@ def test_rescore_stores_every_image_once_and_exports(archive, local_run):
     for src, reason in archive.unreadable.items():
         assert files[src] == reason
     assert set(images) == set(payloads)
+    # the byte-identical copy went through the model once: the run scored each content once
+    with sqlite3.connect(local_run) as c:
+        ((scored, stats),) = c.execute("SELECT scored, stats FROM rescore_runs").fetchall()
+    assert scored == archive.distinct and json.loads(stats)["known"] == 1
     # exports
     ex = local_run.parent / "exports"
-    n_defects = sum(len(p["defects"]) for sha, p in payloads.items())
-    per_source = {src: len(payloads[sha]["defects"]) for src, sha in archive.readable.items()}
+    n_defects = sum(len(p.findings) for sha, p in payloads.items())
+    per_source = {src: len(payloads[sha].findings) for src, sha in archive.readable.items()}
     expected_rows = sum(per_source.values())  # one row per defect per file (the copy counts again)
-    assert expected_rows >= n_defects
+    assert expected_rows >= n_defects > 0
     gj = json.loads((ex / "defects.geojson").read_text())
     assert gj["type"] == "FeatureCollection" and len(gj["features"]) == expected_rows
     for f in gj["features"]:
@@ -265,6 +287,7 @@ def test_rescore_stores_every_image_once_and_exports(archive, local_run):
 
 def test_rerun_skips_everything_already_scored(archive, model, local_run, capsys):
     before = db_results(local_run)
+    assert before
     rc = rescore(archive.root, "--model", model[0], "--config", model[1], "--out", local_run, "--no-export")
     assert rc == 0
     err = capsys.readouterr().err
@@ -279,7 +302,7 @@ def test_new_settings_are_scored_again_and_speed_settings_are_not(archive, model
     db = tmp_path / "results.db"
     shutil.copyfile(local_run, db)
     n = len(archive.readable) + len(archive.unreadable) - 1  # the broken zip is not an image item
-    (old_key,) = {p["model_version"] for p in db_results(db).values()}
+    (old_key,) = {p.model for p in db_results(db).values()}
     speed = detector_config(tmp_path / "speed.yaml", threads=1, batch_size=2)
     assert rescore(archive.root, "--model", model[0], "--config", speed, "--out", db, "--no-export") == 0
     assert f"{n} images ({n} already done, 0 to score)" in capsys.readouterr().err
@@ -291,7 +314,8 @@ def test_new_settings_are_scored_again_and_speed_settings_are_not(archive, model
     (new_key,) = set(counts) - {old_key}
     assert counts[new_key] == counts[old_key] == len(db_results(db, old_key))
     assert new_key.split("+")[0] == old_key.split("+")[0]  # same model, other settings
-    assert all(len(p["defects"]) <= 3 for p in db_results(db, new_key).values())
+    assert any(p.findings for p in db_results(db, new_key).values())
+    assert all(len(p.findings) <= 3 for p in db_results(db, new_key).values())
 
 
 def test_one_worker_gives_the_same_results(archive, model, local_run, tmp_path):
@@ -332,6 +356,146 @@ def test_moved_images_are_found_by_content(archive, model, local_run, tmp_path, 
     assert len(db_results(local_run)) == n
 
 
+def test_copies_in_one_run_go_through_the_model_once(model, tmp_path):
+    """The same bytes in two folders and in a zip, spread over chunks of one image on two
+    workers: each content is scored once; the copies are recorded with its outcome."""
+    root = tmp_path / "flights"
+    srcs = _mirror("wind_iliad/test/images/*.jpg", 3)
+    for p in srcs:
+        (root / "site_a" / "day_1").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, root / "site_a" / "day_1" / p.name)
+    (root / "backup").mkdir()
+    shutil.copyfile(srcs[0], root / "backup" / "copy_0.jpg")
+    with zipfile.ZipFile(root / "backup" / "day_1.zip", "w") as zf:
+        zf.write(srcs[1], "copy_1.jpg")
+    cut = srcs[2].read_bytes()[:5000]  # two identical broken files: unreadable for the same reason
+    (root / "site_a" / "day_1" / "cut_a.jpg").write_bytes(cut)
+    (root / "backup" / "cut_b.jpg").write_bytes(cut)
+    db = tmp_path / "results.db"
+    args = ["--model", model[0], "--config", model[1], "--out", db, "--workers", "2", "--chunk", "1"]
+    assert rescore(root, *args, "--no-export", "--quiet") == 0
+    with sqlite3.connect(db) as c:
+        ((scored, unreadable, stats),) = c.execute("SELECT scored, unreadable, stats FROM rescore_runs").fetchall()
+        files = dict(c.execute("SELECT source, COALESCE(error_reason, image_sha256) FROM rescore_files"))
+        n_results = c.execute("SELECT count(*) FROM results").fetchone()[0]
+    assert (scored, json.loads(stats)["known"], unreadable) == (3, 2, 2)
+    assert n_results == 3
+    assert files[str(root / "backup" / "copy_0.jpg")] == _sha(srcs[0])
+    assert files[f"{root / 'backup' / 'day_1.zip'}::copy_1.jpg"] == _sha(srcs[1])
+    cut_a, cut_b = files[str(root / "site_a" / "day_1" / "cut_a.jpg")], files[str(root / "backup" / "cut_b.jpg")]
+    assert cut_a == cut_b and cut_a in ("truncated", "corrupt")
+
+
+def test_runs_whose_process_is_gone_are_marked_interrupted(tmp_path):
+    """A run row records its process; the next run closes rows of processes that are gone
+    (killed, or from before owner records) and leaves live ones and other hosts' alone."""
+    from storage.archive import ArchiveIndex, this_process
+    from storage.database import database_url
+    from storage.store import Store
+    from storage.tables import RescoreRun
+
+    index = ArchiveIndex(Store.from_url(database_url(str(tmp_path / "results.db"))))
+    try:
+        live = index.start_run("m@1", "local", ["/a"], 1, 0)  # this process: alive
+        sleeper = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
+        dead = subprocess.Popen([PY, "-c", "pass"])
+        dead.wait()
+        me = this_process()
+        owners = {
+            "sleeping": {**me, "pid": sleeper.pid, "started": None},
+            "dead": {**me, "pid": dead.pid, "started": None},
+            "reused": {**me, "started": (me["started"] or 0) + 1},  # this pid, but a process started later
+            "elsewhere": {**me, "host": "another-host", "pid": dead.pid},
+            "legacy": None,
+        }
+        ids = {}
+        with index.store.session() as s, s.begin():
+            for name, owner in owners.items():
+                run = RescoreRun(
+                    model_version="m@1",
+                    mode="local",
+                    archives={"paths": []},
+                    status="running",
+                    stats={"owner": owner} if owner else None,
+                )
+                s.add(run)
+                s.flush()
+                ids[name] = run.id
+        try:
+            closed = index.close_abandoned_runs()
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        with index.store.session() as s:
+            status = {rid: st for rid, st in s.query(RescoreRun.id, RescoreRun.status)}
+    finally:
+        index.close()
+    expected_gone = {"dead", "legacy"} | ({"reused"} if me["started"] is not None else set())
+    assert closed == len(expected_gone)
+    assert status[live] == "running"
+    assert {name for name, rid in ids.items() if status[rid] == "interrupted"} == expected_gone
+
+
+@contextlib.contextmanager
+def _read_only(db: Path):
+    """``db`` made read-only: by its mode, or for root (whom modes do not stop) made immutable;
+    yields the --out value, or where neither works a read-only SQLite URI of it."""
+    if os.geteuid() != 0:
+        db.chmod(0o444)
+        try:
+            yield str(db)
+        finally:
+            db.chmod(0o644)
+        return
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode == 0:
+        try:
+            yield str(db)
+        finally:
+            subprocess.run(["chattr", "-i", str(db)], check=True)
+        return
+    yield f"sqlite:///file:{db}?mode=ro&uri=true"
+
+
+def test_a_read_only_store_is_a_one_line_error(model, tmp_path, capsys):
+    d = tmp_path / "flight"
+    d.mkdir()
+    shutil.copyfile(_mirror("wind_iliad/test/images/*.jpg", 1)[0], d / "a.jpg")
+    db = tmp_path / "results.db"
+    args = ["--model", model[0], "--config", model[1], "--workers", "1", "--no-export", "--quiet"]
+    assert rescore(d, *args, "--out", db) == 0
+    shutil.copyfile(_mirror("wind_iliad/test/images/*.jpg", 1, skip=1)[0], d / "b.jpg")
+    capsys.readouterr()
+    with _read_only(db) as out:
+        rc = rescore(d, *args, "--out", out)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "result store" in err and "readonly" in err.replace("read-only", "readonly"), err
+
+
+def test_nothing_scorable_exits_1_and_says_what_was_found(model, tmp_path, capsys):
+    """A folder whose only image is text, and a lone broken zip: exit 1 with one line naming
+    what was found (also with --quiet); a folder of other files only: exit 2."""
+    args = ["--model", model[0], "--config", model[1], "--workers", "1", "--quiet"]
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "x.jpg").write_text("not an image\n")
+    assert rescore(text, *args, "--out", tmp_path / "r.db", "--export-dir", tmp_path / "ex") == 1
+    err = capsys.readouterr().err
+    assert "no image could be scored" in err and "1 not_image" in err and "x.jpg" in err, err
+    broken = tmp_path / "flight.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    assert rescore(broken, *args, "--out", tmp_path / "r.db", "--no-export") == 1
+    err = capsys.readouterr().err
+    assert "no image could be scored" in err and "1 bad_archive" in err and "flight.zip" in err, err
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "log.txt").write_text("flight log\n")
+    assert rescore(notes, *args, "--out", tmp_path / "r.db") == 2
+    err = capsys.readouterr().err
+    assert "no images found" in err and "1 other file(s) ignored" in err, err
+
+
 # ------------------------------------------------------------------------------------- SIGKILL
 def _group_alive(pgid: int) -> list[int]:
     alive = []
@@ -369,7 +533,7 @@ def test_sigkill_mid_run_then_rerun_holds_every_image_once(model, tmp_path):
     cmd = [
         PY,
         "-m",
-        "detector.cli",
+        "pvwind",
         "rescore",
         str(root),
         "--model",
@@ -430,6 +594,9 @@ def test_sigkill_mid_run_then_rerun_holds_every_image_once(model, tmp_path):
     assert len(rows) == len(expected) and {r[0] for r in rows} == expected
     assert [src for src, _ in bad] == [str(root / "site" / "flight_0" / "zz_broken.jpg")]
     assert bad[0][1] in ("corrupt", "truncated")
+    # the killed run does not stay "running" forever: the next run marked it interrupted
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT status FROM rescore_runs ORDER BY id").fetchall() == [("interrupted",), ("done",)]
 
 
 # ---------------------------------------------------------------------------------------- Ray
@@ -492,9 +659,9 @@ def test_change_report_between_two_model_versions(archive, model, tmp_path):
         )
         == 0
     )
-    (v1_key,) = {p["model_version"] for p in db_results(db).values()}
+    (v1_key,) = {p.model for p in db_results(db).values()}
     v1 = db_results(db, v1_key)
-    assert any(p["defects"] for p in v1.values()), "the model under test finds nothing even at a low threshold"
+    assert any(p.findings for p in v1.values()), "the model under test finds nothing even at a low threshold"
     priority = yaml.safe_load((REPO / "configs" / "priority.yaml").read_text())
     for scale in priority["scales"].values():
         for level in scale["levels"].values():
@@ -522,12 +689,12 @@ def test_change_report_between_two_model_versions(archive, model, tmp_path):
         )
         == 0
     )
-    keys = {p["model_version"] for p in db_results(db).values()}
+    keys = {p.model for p in db_results(db).values()}
     (v2_key,) = keys - {v1_key}
     v2 = db_results(db, v2_key)
     assert set(v2) == set(v1)
-    n1 = sum(len(p["defects"]) for p in v1.values())
-    n2 = sum(len(p["defects"]) for p in v2.values())
+    n1 = sum(len(p.findings) for p in v1.values())
+    n2 = sum(len(p.findings) for p in v2.values())
     assert 0 < n2 <= n1
     changes = json.loads((ex / "changes.json").read_text())
     assert changes["current"] == v2_key and changes["previous"] == v1_key
@@ -535,10 +702,8 @@ def test_change_report_between_two_model_versions(archive, model, tmp_path):
     assert changes["new"] == 0
     assert changes["vanished"] == n1 - n2
     # the v2 defects are the v1 defects above the new threshold; each is re-prioritised unless it was P1
-    v1_boxes = {(sha, tuple(d["xyxy"]), d["class_name"]): d["priority"] for sha, p in v1.items() for d in p["defects"]}
-    expected = sum(
-        v1_boxes[(sha, tuple(d["xyxy"]), d["class_name"])] != "P1" for sha, p in v2.items() for d in p["defects"]
-    )
+    v1_boxes = {(sha, f.box.xyxy, f.class_name): f.priority for sha, p in v1.items() for f in p.findings}
+    expected = sum(v1_boxes[(sha, f.box.xyxy, f.class_name)] != "P1" for sha, p in v2.items() for f in p.findings)
     assert changes["reprioritised"] == expected
     with open(ex / "changes.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -547,15 +712,26 @@ def test_change_report_between_two_model_versions(archive, model, tmp_path):
     assert all(r["new_priority"] == "P1" for r in rows if r["change"] == "reprioritised")
 
 
-def test_diff_defects_matches_by_class_and_overlap():
-    from serving.rescore.report import diff_defects
+def test_diff_findings_matches_by_class_and_overlap():
+    from detector.results import Box, Finding
+    from rescore.changes import diff_findings
 
     def d(cls, box, prio, conf=0.5):
-        return {"class_name": cls, "xyxy": list(box), "priority": prio, "confidence": conf}
+        return Finding(
+            priority=prio,
+            action="",
+            time_frame="",
+            index=0,
+            class_id=0,
+            class_name=cls,
+            confidence=conf,
+            box=Box.of(box),
+            area_frac=0.0,
+        )
 
     old = [d("hotspot", (0, 0, 10, 10), "P3"), d("hotspot", (50, 50, 60, 60), "P2"), d("diode", (0, 0, 10, 10), "P4")]
     new = [d("hotspot", (1, 1, 11, 11), "P2"), d("diode", (100, 100, 120, 120), "P4"), d("soiling", (0, 0, 9, 9), "P4")]
-    appeared, vanished, changed = diff_defects(old, new)
-    assert [(x["class_name"], x["xyxy"][0]) for x in appeared] == [("diode", 100), ("soiling", 0)]
-    assert [(x["class_name"], x["xyxy"][0]) for x in vanished] == [("hotspot", 50), ("diode", 0)]
-    assert [(o["priority"], n["priority"]) for o, n in changed] == [("P3", "P2")]
+    appeared, vanished, changed = diff_findings(old, new)
+    assert [(x.class_name, x.box.x1) for x in appeared] == [("diode", 100), ("soiling", 0)]
+    assert [(x.class_name, x.box.x1) for x in vanished] == [("hotspot", 50), ("diode", 0)]
+    assert [(o.priority, n.priority) for o, n in changed] == [("P3", "P2")]

@@ -22,7 +22,7 @@ MAX_DEFAULT_WORKERS = 16  # without --workers: one per core up to this many (the
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Re-score an image archive with a model: resumable (results keyed by image content hash and model "
-        "version), parallel (--workers) or on a Ray cluster (--ray). Writes results to a SQL store and "
+        "key), parallel (--workers) or on a Ray cluster (--ray). Writes results to a SQL store and "
         "exports GeoJSON/CSV/Parquet, a per-site/flight summary, the unreadable files and a change report."
     )
     parser.add_argument("archives", nargs="+", metavar="ARCHIVE", help="folder tree, .zip or .tar of images")
@@ -75,12 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compare",
-        metavar="VERSION",
-        help="model version to diff against (default: the latest other version in the store); "
-        "'none' to skip the change report",
+        metavar="KEY",
+        help="model key to diff against (default: the latest other key in the store); 'none' to skip the change report",
     )
     parser.add_argument("--no-export", action="store_true", help="only score; no exports or reports")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.epilog = "exit codes: 0 done, 1 no image could be scored (all unreadable), 2 error, 130 interrupted"
 
 
 def _model_key(model: str | None, config: str | None) -> tuple[str, str]:
