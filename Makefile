@@ -28,10 +28,18 @@ $(VENV)/.all: $(VENV)/.base
 	$(PIP) -e '.[serve,rescore,openvino,train,distributed,dev,postgres]'
 	touch $@ $(VENV)/.serve
 
+# System tools the tests use: exiftool (the independent check of radiometric temperatures).
+# Installed with apt when missing and run as root; elsewhere those tests skip and say why.
+$(VENV)/.system: | $(VENV)/bin/python
+	@command -v exiftool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl >/dev/null) \
+		|| echo "exiftool not installed (apt-get install libimage-exiftool-perl): its cross-checks will skip"; }
+	touch $@
+
 serve: $(VENV)/.serve
 	$(VENV)/bin/pvwind serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.all
+test: $(VENV)/.all $(VENV)/.system
 	$(PY) -m pytest -q -x --durations=15 tests
 
 data: $(VENV)/.base
