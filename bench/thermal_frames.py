@@ -136,7 +136,7 @@ def main() -> None:
         results = det.inspect(paths, conf=args.conf)
         per = (time.perf_counter() - t0) / max(len(paths), 1) * 1000
         print(f"\npipeline (Detector.inspect, {per:.0f} ms/frame end to end):")
-        print("{:<10} {:>9}  {}".format("frame", "ΔT truth", "reported thermal findings (class, found by, ΔT K, priority)"))
+        print(f"{'frame':<10} {'ΔT truth':>9}  reported thermal findings (class, found by, ΔT K, priority)")
         found = false = false_frames_pipe = 0
         for n, r in zip(names, results, strict=True):
             hot = [f for f in r.findings if f.class_name in HOT_CLASSES]
