@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +21,7 @@ from serving.metrics import MetricsMiddleware
 from serving.routers import health, inspections, jobs, model
 from serving.services import Services
 from serving.settings import Settings, get_settings
+from serving.upload import CONDITION_FIELDS
 
 log = logging.getLogger("pvwind.serve")
 
@@ -36,6 +39,43 @@ Errors: `{"detail": "...", "code": "..."}` with a 4xx status naming the problem.
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+#: query parameters the access log shows with their value; every other value is masked
+LOGGED_QUERY_PARAMS = ("format",)
+
+
+def redact_query(path: str) -> str:
+    """A logged path with the query's values masked (a client may put a key in the URL, and
+    keys are never printed): ``/v1/model?api_key=***``."""
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    shown = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        if name in LOGGED_QUERY_PARAMS:
+            shown.append(item)
+        elif eq and len(name) <= 32 and name.replace("_", "").replace("-", "").isalnum():
+            shown.append(f"{name}=***")
+        else:  # a bare value or a strange name: possibly a key itself
+            shown.append("***")
+    return f"{base}?{'&'.join(shown)}"
+
+
+class RedactQuery(logging.Filter):
+    """Masks query values in uvicorn's access-log records (args: client, method, path, ...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(redact_query(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        return True
+
+
+def install_log_redaction() -> None:
+    """On the access logger (after uvicorn has configured logging; idempotent)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
 
 
 def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
@@ -57,6 +97,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()
         services.start()
         try:
             yield
@@ -104,4 +145,32 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     for r in (inspections.router, jobs.router, model.router, health.router):
         app.include_router(r)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            # a copy: the generated schema shares dicts with the routes' openapi_extra (one per process)
+            app.openapi_schema = describe_uploads(copy.deepcopy(FastAPI.openapi(app)), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def describe_uploads(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The upload bodies as this service's settings make them: at most ``max_files`` /
+    ``job_max_files`` files of the allowed types; jobs take no flight conditions."""
+    for path, max_files, conditions in (
+        ("/v1/inspections", settings.max_files, True),
+        ("/v1/jobs", settings.job_max_files, False),
+    ):
+        body = spec.get("paths", {}).get(path, {}).get("post", {}).get("requestBody", {})
+        form = body.get("content", {}).get("multipart/form-data")
+        if form is None:
+            continue
+        props = form["schema"]["properties"]
+        props["files"]["maxItems"] = max_files
+        form["encoding"]["files"]["contentType"] = ", ".join(settings.allowed_types)
+        if not conditions:
+            for name in CONDITION_FIELDS:
+                props.pop(name, None)
+    return spec

@@ -45,6 +45,13 @@ class Metrics:
         self.busy = Counter("pvwind_rejected_busy", "Requests refused with 503 because the queue was full", registry=r)
         self.errors = Counter("pvwind_errors", "Errors by kind (client codes and server errors)", ["code"], registry=r)
         self.model_loaded = Gauge("pvwind_model_loaded", "1 when the model is loaded", registry=r)
+        self.uploads = Gauge("pvwind_uploads_in_progress", "Request bodies being read (upload slots taken)", registry=r)
+        self.large_images = Gauge(
+            "pvwind_large_images_in_progress", "Large images held decoded (decode to scored)", registry=r
+        )
+        self.large_image_waits = Counter(
+            "pvwind_large_image_waits", "Times a large image waited for its turn to be decoded", registry=r
+        )
 
     def count_results(self, path: str, results: Iterable[ImageResult]) -> None:
         """images{path, outcome=scored|rejected}, errors by code, defects by class."""

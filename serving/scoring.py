@@ -1,22 +1,44 @@
 """Scoring an upload of ``POST /v1/inspections`` at once: check each file, decode it off
 the event loop, run the model through the inference queue, and give every file its
 :class:`~detector.results.ImageResult` (an error entry for a rejected one; the others are
-still scored)."""
+still scored).
+
+Memory: the images of a request whose header says at most ``large_image_pixels`` are decoded
+and scored together; each larger one is decoded and scored on its own, holding one of the
+service's ``max_large_decodes`` permits from decode until the model has scored it, and its
+pixels are freed (and the heap trimmed) before the request answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import warnings
+from collections.abc import Sequence
 
 import anyio
+from PIL import Image as PILImage
 
 from detector.decode import DecodedImage
 from detector.results import ImageResult
 from serving.detectors import DetectorPool, score
 from serving.errors import ApiError, Rejection, busy
-from serving.queue import INTERACTIVE, QueueFull
-from serving.services import Services
+from serving.queue import INTERACTIVE, QueueFull, Slot
+from serving.services import Services, release_memory
 from serving.upload import Upload, UploadedFile
 from serving.validation import FormFields, check_type
+
+
+def header_pixels(data: bytes) -> int | None:
+    """Width x height from the image header (no pixel decoded); None when unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Exception:  # noqa: BLE001 - Pillow raises many types on bad headers (and on bombs)
+        return None
+    return w * h
 
 
 async def score_upload(services: Services, pool: DetectorPool, upload: Upload, fields: FormFields) -> list[ImageResult]:
@@ -42,24 +64,18 @@ async def score_upload(services: Services, pool: DetectorPool, upload: Upload, f
             services.metrics.busy.inc()
             raise busy(s.retry_after_seconds, "the inference queue is full") from None
         with slot:
-
-            def decode_all() -> list[tuple[UploadedFile, DecodedImage]]:
-                out = []
-                for f in accepted:
-                    try:
-                        out.append((f, pool.decode(f.data or b"", f.filename, fields.conditions)))
-                    except Rejection as r:
-                        rejected[f.index] = r
-                return out
-
-            decoded = await anyio.to_thread.run_sync(decode_all)
-            if decoded:
-                images = [d for _, d in decoded]
-                fut = queue.submit(slot, lambda det: score(det, images), INTERACTIVE)
-                for (f, _), r in zip(decoded, await asyncio.wrap_future(fut), strict=True):
-                    scored[f.index] = r
-            else:
-                slot.release()
+            sizes = await anyio.to_thread.run_sync(lambda: [header_pixels(f.data or b"") for f in accepted])
+            # unreadable headers count as large: decoding them is refused quickly, under the permit
+            big = [px is None or px > s.large_image_pixels for px in sizes]
+            small = [f for f, b in zip(accepted, big, strict=True) if not b]
+            large = [f for f, b in zip(accepted, big, strict=True) if b]
+            if small:
+                await _score_group(services, pool, slot, small, fields, scored, rejected)
+            for f in large:
+                async with services.large_images.hold():
+                    await _score_group(services, pool, slot, [f], fields, scored, rejected)
+                    await anyio.to_thread.run_sync(release_memory)
+            slot.release()  # the images refused by the decoder
     out = []
     for f in upload.files:
         ctx = {"source": f.filename, "index": f.index, "site": fields.site, "flight": fields.flight}
@@ -71,6 +87,46 @@ async def score_upload(services: Services, pool: DetectorPool, upload: Upload, f
             )
     services.metrics.count_results("inspection", out)
     return out
+
+
+async def _score_group(
+    services: Services,
+    pool: DetectorPool,
+    slot: Slot,
+    files: Sequence[UploadedFile],
+    fields: FormFields,
+    scored: dict[int, ImageResult],
+    rejected: dict[int, Rejection],
+) -> None:
+    """Decode ``files`` off the event loop and score them in one task; their pixels are
+    referenced by nothing once this returns."""
+
+    def decode_all() -> list[tuple[int, DecodedImage]]:
+        out = []
+        for f in files:
+            try:
+                out.append((f.index, pool.decode(f.data or b"", f.filename, fields.conditions)))
+            except Rejection as r:
+                rejected[f.index] = r
+        return out
+
+    decoded = await anyio.to_thread.run_sync(decode_all)
+    if not decoded:
+        return
+    indexes = [i for i, _ in decoded]
+    # the task must not keep the pixels alive after it has run (a worker holds its last task)
+    box = [[d for _, d in decoded]]
+    del decoded
+
+    def run(det: object) -> list[ImageResult]:
+        return score(det, box.pop())  # type: ignore[arg-type]
+
+    queue = services.queue
+    assert queue is not None
+    slot.n -= len(indexes)  # this group's images get a slot of their own, released once scored
+    fut = queue.submit(Slot(queue, len(indexes)), run, INTERACTIVE)
+    for i, r in zip(indexes, await asyncio.wrap_future(fut), strict=True):
+        scored[i] = r
 
 
 def nothing_scored(results: list[ImageResult]) -> ApiError:

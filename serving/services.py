@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
 
 from serving.auth import KeyStore
 from serving.detectors import DetectorPool, ModelNotLoaded
@@ -14,9 +18,92 @@ from serving.metrics import Metrics
 from serving.queue import InferenceQueue
 from serving.runner import JobRunner
 from serving.settings import Settings
+from serving.upload import UploadPace, current_pace
 from storage.store import Store
 
 log = logging.getLogger("pvwind.serve")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return getattr(libc, "malloc_trim", None)  # glibc only
+    except OSError:
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc ``malloc_trim``; nothing elsewhere).
+    Decoding and tiling a large image leave the allocator's arenas large; without this the
+    process keeps that size after the arrays are freed."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+class LargeImages:
+    """At most ``limit`` large images held decoded at once, across requests (and threads).
+    A holder keeps its permit from decode until the model has scored the image."""
+
+    def __init__(
+        self,
+        limit: int,
+        on_change: Callable[[int], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
+        self.limit = limit
+        self.active = 0
+        self._cond = threading.Condition()
+        self._on_change = on_change
+        self._on_wait = on_wait
+
+    def try_acquire(self) -> bool:
+        with self._cond:
+            if self.active >= self.limit:
+                return False
+            self.active += 1
+            self._changed()
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._changed()
+            self._cond.notify()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.active)
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """A permit for one large image (waits on the event loop without blocking it)."""
+        if not self.try_acquire():
+            if self._on_wait is not None:
+                self._on_wait()
+            while not self.try_acquire():
+                await anyio.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.release()
+
+    @contextmanager
+    def hold_sync(self) -> Iterator[None]:
+        """The same for a worker thread (e.g. a job runner)."""
+        with self._cond:
+            if self.active >= self.limit and self._on_wait is not None:
+                self._on_wait()
+            while self.active >= self.limit:
+                self._cond.wait()
+            self.active += 1
+            self._changed()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class Services:
@@ -34,7 +121,10 @@ class Services:
         self.runner: JobRunner | None = None
         self.load_error: str | None = None
         self._loader: threading.Thread | None = None
-        self._uploads = 0
+        self._uploads: list[UploadPace] = []
+        self.large_images = LargeImages(
+            settings.max_large_decodes, self.metrics.large_images.set, self.metrics.large_image_waits.inc
+        )
         self._stopping = False
 
     def start(self) -> None:
@@ -74,17 +164,34 @@ class Services:
             raise busy(self.settings.retry_after_seconds, "the inference queue is full")
 
     @contextmanager
-    def upload_slot(self) -> Iterator[None]:
-        """One of ``max_concurrent_uploads``; raises ApiError 503 when all are taken. (Used on
-        the event loop only, so a plain counter is enough.)"""
-        if self._uploads >= self.settings.max_concurrent_uploads:
-            self.metrics.busy.inc()
-            raise busy(self.settings.retry_after_seconds, "too many uploads in progress")
-        self._uploads += 1
+    def upload_slot(self) -> Iterator[UploadPace]:
+        """One of ``max_concurrent_uploads``, with the pace of its body. When all are taken, the
+        slowest holder below ``upload_min_bytes_per_second`` (grace period or not) is cut off with
+        408 and this request takes its place; if none is that slow, ApiError 503. (Used on the
+        event loop only, so plain attributes are enough.)"""
+        s = self.settings
+        active = [p for p in self._uploads if p.cut_off is None]
+        if len(active) >= s.max_concurrent_uploads:
+            now = anyio.current_time()
+            slow = [p for p in active if p.below_minimum(now)]
+            if not slow:
+                self.metrics.busy.inc()
+                raise busy(s.retry_after_seconds, "too many uploads in progress")
+            victim = min(slow, key=lambda p: p.received / max(p.age(now), 1e-9))
+            victim.cut(
+                f"the upload was slower than {s.upload_min_bytes_per_second} bytes/s while another client waited "
+                "for an upload slot"
+            )
+        pace = UploadPace(s.upload_min_bytes_per_second, s.upload_grace_seconds)
+        self._uploads.append(pace)
+        self.metrics.uploads.set(len(self._uploads))
+        token = current_pace.set(pace)
         try:
-            yield
+            yield pace
         finally:
-            self._uploads -= 1
+            current_pace.reset(token)
+            self._uploads.remove(pace)
+            self.metrics.uploads.set(len(self._uploads))
 
     @property
     def ready(self) -> bool:

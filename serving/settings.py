@@ -69,7 +69,33 @@ class Settings(BaseSettings):
     )
 
     max_concurrent_uploads: int = Field(
-        8, gt=0, description="Uploads read at once (memory bound: this x max_request_bytes); more get 503."
+        8,
+        gt=0,
+        description="Uploads read at once (memory bound: this x max_request_bytes); more get 503, unless a "
+        "slot holder is below upload_min_bytes_per_second: that one is cut off (408) and the newcomer served.",
+    )
+    upload_timeout_seconds: float = Field(
+        300.0, gt=0, description="Seconds the body of a POST /v1/inspections may take to arrive (408 upload_timeout)."
+    )
+    upload_min_bytes_per_second: int = Field(
+        16384,
+        ge=0,
+        description="Average bytes/s an upload body must arrive at after upload_grace_seconds (408 "
+        "upload_too_slow); 0 = no minimum.",
+    )
+    upload_grace_seconds: float = Field(
+        10.0, ge=0, description="Seconds an upload may start slowly before upload_min_bytes_per_second applies."
+    )
+    large_image_pixels: int = Field(
+        25_000_000,
+        gt=0,
+        description="An uploaded image whose header says more pixels than this is large: see max_large_decodes.",
+    )
+    max_large_decodes: int = Field(
+        1,
+        gt=0,
+        description="Large images of POST /v1/inspections held decoded at once across the service (from decode "
+        "until scored); the others wait.",
     )
 
     # --- inference and back-pressure

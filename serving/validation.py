@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from detector.config import Conditions
 from serving.errors import ApiError, Rejection
-from serving.upload import Upload, UploadedFile
+from serving.upload import CONDITION_FIELDS, UNSAFE_TEXT, Upload, UploadedFile
 
 ASSET_TYPES = ("auto", "pv", "wind")
 
@@ -46,8 +46,7 @@ def check_type(f: UploadedFile, allowed: list[str]) -> str:
     return ctype
 
 
-#: the flight's conditions, accepted as form fields (see detector.config.Conditions)
-CONDITION_FIELDS = ("irradiance_w_m2", "emissivity", "reflected_temp_c", "distance_m", "relative_humidity")
+__all__ = ["ASSET_TYPES", "CONDITION_FIELDS", "FormFields", "check_type", "form_fields", "sniff_type"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,8 @@ def form_fields(upload: Upload) -> FormFields:
         v = (f.get(name) or "").strip()
         if len(v) > 200:
             raise ApiError(422, "field_too_long", f"{name} is longer than 200 characters")
-        if any(ord(c) < 32 for c in v):
-            raise ApiError(422, "bad_field", f"{name} contains control characters")
+        if UNSAFE_TEXT.search(v):
+            raise ApiError(422, "bad_field", f"{name} contains control or bidirectional-control characters")
         out[name] = v or None
     values: dict[str, float] = {}
     for name in CONDITION_FIELDS:

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
-        access_log=args.log_level == "debug",
+        access_log=args.log_level == "debug",  # query values masked (serving.app.RedactQuery)
+        proxy_headers=False,  # the client address is the connection's; see require_key for proxies
     )
     return 0

@@ -18,8 +18,16 @@ CONDITIONS_SCHEMA: dict[str, Any] = {
 }  # fmt: skip
 
 
-def upload_body(description: str) -> dict[str, Any]:
-    """The OpenAPI request body of the multipart upload endpoints (parsed by ``serving.upload``)."""
+#: a text field may hold no control or bidirectional-control characters (serving.upload.UNSAFE_TEXT)
+TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]*$"
+
+
+def upload_body(description: str, *, conditions: bool = True) -> dict[str, Any]:
+    """The OpenAPI request body of the multipart upload endpoints (parsed by ``serving.upload``):
+    exactly the fields the parser accepts (``additionalProperties: false``; an unknown field is
+    422), ``files`` as file parts, the others as text. ``maxItems`` and the files' content types
+    are filled in from the settings by ``serving.app``."""
+    text = {"type": "string", "maxLength": 200, "pattern": TEXT_PATTERN}
     return {
         "requestBody": {
             "required": True,
@@ -29,17 +37,20 @@ def upload_body(description: str) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "required": ["files"],
+                        "additionalProperties": False,
                         "properties": {
                             "files": {
                                 "type": "array",
                                 "minItems": 1,
-                                "items": {"type": "string", "format": "binary"},
-                                "description": "the images (JPEG, PNG, TIFF, WebP; recognised by content)",
+                                "items": {"type": "string", "format": "binary", "minLength": 1},
+                                "description": "the images, one file part each (JPEG, PNG, TIFF, WebP; recognised by "
+                                "content, not by name or Content-Type); a file name of up to 1024 characters is "
+                                "shown cut to 200, without control or bidirectional-control characters",
                             },
                             "asset_type": {"type": "string", "enum": ["auto", "pv", "wind"], "default": "auto"},
-                            "site": {"type": "string", "maxLength": 200},
-                            "flight": {"type": "string", "maxLength": 200},
-                            **CONDITIONS_SCHEMA,
+                            "site": {**text, "description": "the plant or wind farm (text, at most 200 characters)"},
+                            "flight": {**text, "description": "the flight (text, at most 200 characters)"},
+                            **(CONDITIONS_SCHEMA if conditions else {}),
                         },
                     },
                     "encoding": {"files": {"contentType": UPLOAD_TYPES}},

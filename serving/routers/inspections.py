@@ -32,8 +32,9 @@ router = APIRouter(prefix="/v1", tags=["inspections"], dependencies=[Depends(req
 async def create_inspection(request: Request, services: ServicesDep, pool: DetectorsDep) -> InspectionOut:
     s = services.settings
     services.check_queue()  # refuse before reading the body
-    with services.upload_slot():
-        upload = await read_upload(request, UploadLimits(s.max_files, s.max_file_bytes, s.max_request_bytes))
+    limits = UploadLimits(s.max_files, s.max_file_bytes, s.max_request_bytes, s.upload_timeout_seconds)
+    with services.upload_slot() as pace:
+        upload = await read_upload(request, limits, pace=pace)
     fields = form_fields(upload)
     images = await score_upload(services, pool, upload, fields)
     if not any(r.ok for r in images):
