@@ -107,7 +107,30 @@ def evaluate(
     batch: int = 8,
     progress: bool = False,
 ) -> dict:
-    """mAP of ``model`` on ``split`` of ``data_yaml``, classes matched by name."""
+    """mAP of ``model`` on ``split`` of ``data_yaml``, classes matched by name; with the model's
+    shipped per-class thresholds (``thresholds.json`` beside it), also precision and recall at them."""
+    gts, preds, model_names, groups = collect(model, data_yaml, split, backend, predictor, batch, progress)
+    result = coco_map(gts, preds, model_names, groups=groups if len(groups) > 1 else None)
+    result["split"] = split
+    result["data"] = str(data_yaml)
+    from training.thresholds import load_thresholds, precision_recall
+
+    shipped = load_thresholds(Path(model))
+    if shipped:
+        result["at_thresholds"] = precision_recall(gts, preds, model_names, shipped)
+    return result
+
+
+def collect(
+    model: Path,
+    data_yaml: Path,
+    split: str = "test",
+    backend: str = "onnxruntime",
+    predictor: tuple[Predictor, list[str]] | None = None,
+    batch: int = 8,
+    progress: bool = False,
+) -> tuple[list[ImageBoxes], list[ImageBoxes], list[str], dict[str, list[int]]]:
+    """Ground truth and predictions (confidence >= 0.001) of ``split``, and the images per source."""
     root, ds_names, data = read_data_yaml(Path(data_yaml))
     predict, model_names = predictor or onnx_predictor(Path(model), backend=backend, batch=batch)
     unknown = [n for n in ds_names.values() if n not in model_names]
@@ -148,10 +171,7 @@ def evaluate(
                 )
             )
             groups[source_of(img, index)].append(image_id)
-    result = coco_map(gts, preds, model_names, groups=groups if len(groups) > 1 else None)
-    result["split"] = split
-    result["data"] = str(data_yaml)
-    return result
+    return gts, preds, model_names, groups
 
 
 def ultralytics_val(weights: Path, data_yaml: Path, split: str, imgsz: int) -> dict:

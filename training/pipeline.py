@@ -133,7 +133,15 @@ def run_pipeline(
         f"ONNX parity on {parity['images']} val images: max abs diff {parity['max_abs_diff']:.2e}, "
         f"detections match: {parity['detections_match']}"
     )
-    # 4. evaluation through detector/
+    # 4. per-class thresholds chosen on validation (shipped with the model), then the test split
+    from training.evaluate import collect
+    from training.thresholds import choose, write_thresholds
+
+    vgts, vpreds, vnames, _ = collect(onnx_path, data_yaml, "val")
+    chosen = choose(vgts, vpreds, vnames)
+    write_thresholds(staging, chosen)
+    log("per-class thresholds (chosen on val): " + ", ".join(f"{k} {v['threshold']:.2f}" for k, v in chosen.items()))
+    # evaluation through detector/
     ev = evaluate(onnx_path, data_yaml, "test")
     log(f"test split (ONNX via detector): mAP50 {ev['map50']:.3f}, mAP50-95 {ev['map50_95']:.3f}")
     uv = None
@@ -177,13 +185,14 @@ def run_pipeline(
             "seed": cfg.seed,
             "dataset_fingerprint": fingerprint,
             "images": counts,
-            "run_dir": str(run_dir),
+            "run": run_dir.name,
             "ultralytics": cfg.ultralytics,
         },
         "evaluation": ev,
         "ultralytics_val": uv,
         "parity": parity,
         "int8": int8,
+        "thresholds": chosen,
         "lineage": lineage,
     }
     from training.card import write_card

@@ -60,13 +60,22 @@ def resolve_init(
         current = model_weights(models_dir / "current")
         if current is not None:
             log(f"starting from the shipped model's weights {current}")
-            return Init(str(current), f"fine-tuned from {os.path.realpath(models_dir / 'current')}")
+            return Init(str(current), f"fine-tuned from {_model_name(current)}")
         log("no shipped model to start from: training from scratch")
         return Init(None, f"from scratch ({cfg.model})")
     w = model_weights(Path(mode))
     if w is None:
         raise FileNotFoundError(f"--init {mode}: no weights.pt in that folder and not a .pt file")
-    return Init(str(w), f"fine-tuned from {os.path.realpath(w)}")
+    return Init(str(w), f"fine-tuned from {_model_name(w)}")
+
+
+def _model_name(weights: Path) -> str:
+    """A model's name for the lineage: its version folder (models/<version>/weights.pt), or the
+    checkpoint's run and file name - never a machine path."""
+    real = Path(os.path.realpath(weights))
+    if real.name == "weights.pt":
+        return real.parent.name
+    return f"{real.parent.parent.name}/{real.name}" if real.parent.name == "weights" else real.name
 
 
 def initial_model(cfg: TrainConfig, data_yaml: Path, init: Init) -> YOLO:
