@@ -112,7 +112,7 @@ def evaluate(
     gts, preds, model_names, groups = collect(model, data_yaml, split, backend, predictor, batch, progress)
     result = coco_map(gts, preds, model_names, groups=groups if len(groups) > 1 else None)
     result["split"] = split
-    result["data"] = str(data_yaml)
+    result["data"] = _shown(Path(data_yaml))
     from training.thresholds import load_thresholds, precision_recall
 
     shipped = load_thresholds(Path(model))
@@ -216,3 +216,14 @@ def format_table(result: dict) -> str:
             s.add_row(name, str(r["images"]), f"{r['map50']:.3f}", f"{r['map50_95']:.3f}")
         con.print(s)
     return buf.getvalue()
+
+
+def _shown(path: Path) -> str:
+    """A data.yaml as recorded in metrics and cards: relative to the checkout when inside it (no
+    machine path in a shipped model)."""
+    from training.config import REPO
+
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
