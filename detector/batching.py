@@ -2,8 +2,14 @@
 
 A call's images are cut into jobs (the whole image, plus tiles for large frames), the
 jobs grouped into batches of one input shape (so a result never depends on what else is
-in the call), letterboxed into input tensors, run, decoded, mapped back to image pixels
-and - for tiled frames - merged across tile borders.
+in the call; tiles of several frames of one camera share batches), letterboxed into input
+tensors, run, decoded, mapped back to image pixels and - for tiled frames - merged across
+tile borders. A batch holds at most ``batch_size`` model-input-sized images worth of pixels,
+so a batch of large tiles is short and memory stays bounded.
+
+Two steps, so a caller can prepare each image as it is decoded (in a prefetch thread) and
+run the images in groups: :func:`image_jobs` (one image's jobs, the small whole-frame input
+filled at once) and :func:`make_plan` (jobs of several images -> batches).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from detector.config import DetectorConfig
 from detector.detections import Detections
 from detector.letterbox import LetterboxInfo, letterbox_into, rect_shape
 from detector.model import Backend
-from detector.tiling import Tile, mark_cut, merge_tiles, plan_tiles, should_tile
+from detector.tiling import Tile, frame_tiles, mark_cut, merge_tiles, should_tile
 
 
 @dataclass
@@ -25,6 +31,14 @@ class Job:
     image: int  # index of the image in the call
     crop: np.ndarray
     tile: Tile | None  # None: the whole image
+    shape: tuple[int, int] = (0, 0)  # model input (H, W)
+    scale: float = 1.0  # crop pixels -> image pixels (a whole-frame pass on a reduced decode)
+    tensor: np.ndarray | None = None  # (3, H, W) float32, filled ahead of the run
+    info: LetterboxInfo | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.tile is not None
 
 
 @dataclass
@@ -50,6 +64,81 @@ def input_hw(backend: Backend, hw: tuple[int, int]) -> tuple[int, int]:
     return info.imgsz
 
 
+def tile_input_hw(backend: Backend, hw: tuple[int, int]) -> tuple[int, int]:
+    """A tile runs unscaled: its size rounded up to the stride (or the fixed input, which it fits)."""
+    info = backend.info
+    if not info.dynamic_hw:
+        return info.imgsz
+    s = info.stride
+    return -(-hw[0] // s) * s, -(-hw[1] // s) * s
+
+
+def image_tiles(backend: Backend, cfg: DetectorConfig, hw: tuple[int, int], mode: str) -> list[Tile]:
+    """The tiles of a frame of ``hw`` (none when it is not tiled)."""
+    info = backend.info
+    size = max(info.imgsz)
+    h, w = hw
+    if not should_tile(h, w, size, mode, cfg.tiling_min_scale):
+        return []
+    tile_size = cfg.tile_size if info.dynamic_hw else min(cfg.tile_size or size, size)
+    return frame_tiles(h, w, size, tile_size, cfg.tile_overlap, cfg.max_defect_px, info.stride)
+
+
+def image_jobs(
+    backend: Backend,
+    cfg: DetectorConfig,
+    index: int,
+    array: np.ndarray,
+    *,
+    tiling: str | None = None,
+    whole: np.ndarray | None = None,
+    prepare: bool = False,
+) -> tuple[list[Job], int]:
+    """One image's jobs: the whole-frame pass (on ``whole``, a reduced decode of the same
+    frame, when given) and its tiles. ``prepare``: letterbox the whole-frame input now."""
+    mode = cfg.tiling if tiling is None else tiling
+    h, w = array.shape[:2]
+    src = array if whole is None else whole
+    job = Job(index, src, None, input_hw(backend, src.shape[:2]), w / src.shape[1])
+    if prepare:
+        job.tensor = np.empty((3, *job.shape), np.float32)
+        job.info = letterbox_into(src, job.tensor)
+    jobs = [job]
+    tiles = image_tiles(backend, cfg, (h, w), mode)
+    for t in tiles:
+        jobs.append(Job(index, t.crop(array), t, tile_input_hw(backend, (t.height, t.width))))
+    return jobs, len(tiles)
+
+
+def batch_capacity(backend: Backend, bs: int, shape: tuple[int, int]) -> int:
+    """Jobs of input ``shape`` per batch: ``bs`` model-input-sized images worth of pixels."""
+    if not backend.info.dynamic_batch:
+        return 1
+    ih, iw = backend.info.imgsz
+    return max(1, min(bs, bs * ih * iw // (shape[0] * shape[1])))
+
+
+def make_plan(
+    backend: Backend,
+    cfg: DetectorConfig,
+    arrays: Sequence[np.ndarray],
+    jobs: list[Job],
+    n_tiles: list[int],
+    *,
+    batch_size: int | None = None,
+) -> Plan:
+    """Group the jobs of several images into batches of one input shape, in job order."""
+    bs = batch_size or cfg.batch_size
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for k, job in enumerate(jobs):
+        by_shape.setdefault(job.shape, []).append(k)
+    batches = []
+    for shape, idxs in by_shape.items():
+        cap = batch_capacity(backend, bs, shape)
+        batches.extend(Batch(idxs[s : s + cap], shape) for s in range(0, len(idxs), cap))
+    return Plan(list(arrays), jobs, n_tiles, batches)
+
+
 def plan(
     backend: Backend,
     cfg: DetectorConfig,
@@ -58,38 +147,30 @@ def plan(
     tiling: str | None = None,
     batch_size: int | None = None,
     prepare: bool = False,
+    wholes: Sequence[np.ndarray | None] | None = None,
 ) -> Plan:
-    """Cut images into jobs and batches; with ``prepare``, fill the input tensors now (done in
-    the prefetch thread, overlapping inference) while they stay small."""
-    info = backend.info
-    size = max(info.imgsz)
-    mode = cfg.tiling if tiling is None else tiling
-    bs = batch_size or cfg.batch_size
-    if not info.dynamic_batch:
-        bs = 1
-    tile_size = cfg.tile_size or size
+    """Cut images into jobs and batches; with ``prepare``, fill the whole-frame inputs now (done
+    in the prefetch thread, overlapping inference; tiles are filled batch by batch as they run)."""
     jobs: list[Job] = []
     n_tiles = [0] * len(arrays)
     for i, a in enumerate(arrays):
-        h, w = a.shape[:2]
-        jobs.append(Job(i, a, None))
-        if should_tile(h, w, size, mode, cfg.tiling_min_scale):
-            tiles = plan_tiles(h, w, tile_size, cfg.tile_overlap)
-            n_tiles[i] = len(tiles)
-            jobs.extend(Job(i, t.crop(a), t) for t in tiles)
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for k, job in enumerate(jobs):
-        by_shape.setdefault(input_hw(backend, job.crop.shape[:2]), []).append(k)
-    batches = [Batch(idxs[s : s + bs], shape) for shape, idxs in by_shape.items() for s in range(0, len(idxs), bs)]
-    if prepare and len(jobs) <= 4 * bs:  # tiled 4000x3000 frames would make large tensors
-        for b in batches:
-            fill(b, jobs)
-    return Plan(list(arrays), jobs, n_tiles, batches)
+        whole = wholes[i] if wholes is not None else None
+        js, n_tiles[i] = image_jobs(backend, cfg, i, a, tiling=tiling, whole=whole, prepare=prepare)
+        jobs.extend(js)
+    return make_plan(backend, cfg, arrays, jobs, n_tiles, batch_size=batch_size)
 
 
 def fill(batch: Batch, jobs: list[Job]) -> None:
     x = np.empty((len(batch.jobs), 3, *batch.shape), np.float32)
-    batch.infos = [letterbox_into(jobs[k].crop, x[j]) for j, k in enumerate(batch.jobs)]
+    batch.infos = []
+    for j, k in enumerate(batch.jobs):
+        job = jobs[k]
+        if job.tensor is not None and job.info is not None:
+            x[j] = job.tensor
+            batch.infos.append(job.info)
+            job.tensor = None
+        else:
+            batch.infos.append(letterbox_into(job.crop, x[j], scale_up=not job.native))
     batch.tensor = x
 
 
@@ -123,8 +204,16 @@ def execute(
         for j, k in enumerate(b.jobs):
             d = Detections.from_yolo_output(raw[j], conf=thresholds, iou=iou, max_det=max_det, end2end=end2end)
             if len(d):
-                d = Detections(b.infos[j].to_original(d.xyxy), d.confidence, d.class_id)
+                xyxy = b.infos[j].to_original(d.xyxy)
+                if jobs[k].scale != 1.0:
+                    h, w = p.arrays[jobs[k].image].shape[:2]
+                    xyxy = xyxy * np.float32(jobs[k].scale)
+                    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+                    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+                d = Detections(xyxy, d.confidence, d.class_id)
             per_job[k] = d
+        for k in b.jobs:  # the crops and letterbox inputs are no longer needed
+            jobs[k].crop = _EMPTY
     parts: list[list[Detections]] = [[] for _ in p.arrays]
     for job, d in zip(jobs, per_job, strict=True):
         if job.tile is not None:
@@ -142,3 +231,6 @@ def execute(
         else:
             out.append(parts_i[0])
     return out
+
+
+_EMPTY = np.empty((0, 0, 3), np.uint8)

@@ -19,7 +19,8 @@ class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     model: str | None
-    backend: Literal["onnxruntime", "openvino"]
+    backend: Literal["auto", "onnxruntime", "openvino"]
+    int8_max_map50_drop: float = Field(ge=0, le=1)
     precision: Literal["bf16", "f32", "f16"]
     openvino_hint: Literal["latency", "throughput"]
     threads: int = Field(ge=0)
@@ -34,7 +35,8 @@ class DetectorConfig(BaseModel):
     tiling: Literal["off", "auto", "on"]
     tiling_min_scale: float = Field(ge=1)
     tile_size: int = Field(ge=0)
-    tile_overlap: float = Field(ge=0, lt=0.9)
+    tile_overlap: Literal["auto"] | float
+    max_defect_px: int = Field(ge=0)
     tile_merge_threshold: float = Field(gt=0, le=1)
     max_pixels: int = Field(gt=0)
     stretch_percentiles: tuple[float, float]
@@ -52,6 +54,13 @@ class DetectorConfig(BaseModel):
     @classmethod
     def _alias_backend(cls, v: Any) -> Any:
         return {"ort": "onnxruntime", "ov": "openvino"}.get(v, v)
+
+    @field_validator("tile_overlap")
+    @classmethod
+    def _overlap(cls, v: str | float) -> str | float:
+        if v != "auto" and not 0 <= float(v) < 0.9:
+            raise ValueError("tile_overlap must be auto or a fraction in [0, 0.9)")
+        return v
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,17 @@ from detector.thermal_pipeline import read_thermal
 
 ImageInput = np.ndarray | DecodedImage | str | os.PathLike | bytes
 Source = str | os.PathLike | bytes | DecodedImage | tuple[str, bytes]
+
+
+@dataclass
+class _Entry:
+    source: Any
+    image: DecodedImage | ImageDecodeError
+    decode_ms: float
+    jobs: list[batching.Job]
+    n_tiles: int
+    prepare_ms: float
+    pixels: int
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Detector:
         {
             "model",
             "backend",
+            "int8_max_map50_drop",
             "precision",
             "openvino_hint",
             "threads",
@@ -101,6 +113,7 @@ class Detector:
             warmup=cfg.warmup,
             spin_wait=cfg.spin_wait,
             openvino_hint=cfg.openvino_hint,
+            int8_max_map50_drop=cfg.int8_max_map50_drop,
         )
         self.info: ModelInfo = self.backend.info
         self.names: tuple[str, ...] = self.info.names
@@ -266,54 +279,119 @@ class Detector:
         the flight's irradiance and radiometric parameters over the configured ones.
         """
         size = chunk_size or self._chunk_size()
-
-        def chunks() -> Iterator[list[Any]]:
+        if not prefetch:
             buf: list[Any] = []
             for s in sources:
                 buf.append(s)
                 if len(buf) >= size:
-                    yield buf
+                    yield from self._finish(self._prepare(buf, tiling, conditions), conf, zone, keep_images, timings)
                     buf = []
             if buf:
-                yield buf
-
-        if not prefetch:
-            for items in chunks():
-                yield from self._finish(self._prepare(items, tiling, conditions), conf, zone, keep_images, timings)
+                yield from self._finish(self._prepare(buf, tiling, conditions), conf, zone, keep_images, timings)
             return
-        # a worker thread decodes and letterboxes the next chunks while this one runs the model
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pvwind-decode") as pool:
-            pending: deque[Future] = deque()
-            it = chunks()
-            for items in it:
-                pending.append(pool.submit(self._prepare, items, tiling, conditions))
-                if len(pending) >= 2:
-                    break
-            while pending:
-                done = pending.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self._prepare, nxt, tiling, conditions))
-                yield from self._finish(done, conf, zone, keep_images, timings)
+        yield from self._prefetched(sources, size, tiling, conditions, conf, zone, keep_images, timings)
+
+    #: pixels of decoded frames per model run (a chunk ends at `chunk_size` images or here) and
+    #: waiting decoded ahead of it: bounds memory on full-resolution frames (3 bytes a pixel)
+    CHUNK_PIXELS = 24_000_000
+    AHEAD_PIXELS = 48_000_000
+
+    def _prefetched(
+        self,
+        sources: Iterable[Source],
+        size: int,
+        tiling: str | None,
+        conditions: Conditions | None,
+        conf: float | None,
+        zone: str | None,
+        keep_images: bool,
+        timings: dict[str, float] | None,
+    ) -> Iterator[ImageResult]:
+        """A decode thread decodes (and letterboxes the whole-frame input of) one image after the
+        other while the model runs the previous ones; it stays at most AHEAD_PIXELS ahead. The
+        images it has ready are run together (tiles of several frames share batches) up to
+        ``size`` images or CHUNK_PIXELS pixels."""
+        ready: queue.Queue = queue.Queue()
+        cond = threading.Condition()
+        ahead = [0]
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for it in sources:
+                    if stop.is_set():
+                        return
+                    e = self._prepare_one(it, tiling, conditions)
+                    with cond:
+                        while ahead[0] > 0 and ahead[0] + e.pixels > self.AHEAD_PIXELS and not stop.is_set():
+                            cond.wait(0.5)
+                        ahead[0] += e.pixels
+                    ready.put(e)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                ready.put(exc)
+            finally:
+                ready.put(None)
+
+        worker = threading.Thread(target=produce, name="pvwind-decode", daemon=True)
+        worker.start()
+        try:
+            done = False
+            while not done:
+                entries: list[_Entry] = []
+                px = 0
+                while len(entries) < size and (not entries or px < self.CHUNK_PIXELS):
+                    e = ready.get()
+                    if e is None:
+                        done = True
+                        break
+                    if isinstance(e, BaseException):
+                        raise e
+                    entries.append(e)
+                    px += e.pixels
+                if entries:
+                    yield from self._finish(self._assemble(entries), conf, zone, keep_images, timings)
+                    with cond:
+                        ahead[0] -= px
+                        cond.notify_all()
+        finally:
+            stop.set()
+            with cond:
+                cond.notify_all()
+            worker.join(timeout=60)
+
+    def _prepare_one(self, it: Any, tiling: str | None, conditions: Conditions | None) -> _Entry:
+        t0 = time.perf_counter()
+        try:
+            if isinstance(it, DecodedImage):
+                d: DecodedImage | ImageDecodeError = it
+            elif isinstance(it, tuple):
+                d = self.decode(it[1], name=it[0], conditions=conditions)
+            else:
+                d = self.decode(it, conditions=conditions)
+        except ImageDecodeError as e:
+            d = e
+        t1 = time.perf_counter()
+        if not isinstance(d, DecodedImage):
+            return _Entry(it, d, (t1 - t0) * 1e3, [], 0, 0.0, 0)
+        jobs, n_tiles = batching.image_jobs(self.backend, self.config, 0, d.pixels, tiling=tiling, prepare=True)
+        return _Entry(it, d, (t1 - t0) * 1e3, jobs, n_tiles, (time.perf_counter() - t1) * 1e3, d.pixels[..., 0].size)
+
+    def _assemble(self, entries: list[_Entry]) -> _Prepared:
+        arrays, jobs, n_tiles = [], [], []
+        for e in entries:
+            if isinstance(e.image, DecodedImage):
+                for j in e.jobs:
+                    j.image = len(arrays)
+                jobs.extend(e.jobs)
+                n_tiles.append(e.n_tiles)
+                arrays.append(e.image.pixels)
+        t0 = time.perf_counter()
+        p = batching.make_plan(self.backend, self.config, arrays, jobs, n_tiles)
+        prep = sum(e.prepare_ms for e in entries) + (time.perf_counter() - t0) * 1e3
+        return _Prepared([(e.source, e.image, e.decode_ms) for e in entries], p, prep)
 
     def _prepare(self, items: list[Any], tiling: str | None, conditions: Conditions | None = None) -> _Prepared:
-        decoded: list[tuple[Any, DecodedImage | ImageDecodeError, float]] = []
-        for it in items:
-            t0 = time.perf_counter()
-            try:
-                if isinstance(it, DecodedImage):
-                    d: DecodedImage | ImageDecodeError = it
-                elif isinstance(it, tuple):
-                    d = self.decode(it[1], name=it[0], conditions=conditions)
-                else:
-                    d = self.decode(it, conditions=conditions)
-            except ImageDecodeError as e:
-                d = e
-            decoded.append((it, d, (time.perf_counter() - t0) * 1e3))
-        t0 = time.perf_counter()
-        ok = [d.pixels for _, d, _ in decoded if isinstance(d, DecodedImage)]
-        p = batching.plan(self.backend, self.config, ok, tiling=tiling, prepare=True)
-        return _Prepared(decoded, p, (time.perf_counter() - t0) * 1e3)
+        return self._assemble([self._prepare_one(it, tiling, conditions) for it in items])
 
     def _finish(
         self,

@@ -41,10 +41,12 @@ class LetterboxInfo:
         return out
 
 
-def letterbox_info(orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> LetterboxInfo:
+def letterbox_info(orig_hw: tuple[int, int], input_hw: tuple[int, int], scale_up: bool = True) -> LetterboxInfo:
     h, w = orig_hw
     ih, iw = input_hw
     r = min(ih / h, iw / w)
+    if not scale_up:
+        r = min(r, 1.0)
     nw, nh = max(round(w * r), 1), max(round(h * r), 1)
     dw, dh = (iw - nw) / 2, (ih - nh) / 2
     return LetterboxInfo((h, w), (ih, iw), r, round(dw - 0.1), round(dh - 0.1), (nw, nh))
@@ -106,14 +108,15 @@ def to_tensor(batch_hwc: np.ndarray) -> np.ndarray:
     return x
 
 
-def letterbox_into(image: np.ndarray, out: np.ndarray) -> LetterboxInfo:
+def letterbox_into(image: np.ndarray, out: np.ndarray, scale_up: bool = True) -> LetterboxInfo:
     """Letterbox an (H, W, 3) uint8 RGB image straight into a (3, H_in, W_in) float32 slot.
 
     Equivalent to ``to_tensor(letterbox(image, (H_in, W_in))[0][None])[0]`` without the
-    intermediate uint8 canvas.
+    intermediate uint8 canvas. ``scale_up=False``: never enlarge (a tile at native resolution
+    in a stride-aligned input).
     """
     ih, iw = out.shape[1:]
-    info = letterbox_info(image.shape[:2], (ih, iw))
+    info = letterbox_info(image.shape[:2], (ih, iw), scale_up)
     nw, nh = info.new_wh
     resized = (
         image

@@ -5,10 +5,13 @@ A model is a folder ``models/<version>/`` holding ``model.onnx`` (plus ``metrics
 exporter writes the class names, input size and stride into the ONNX metadata; they
 are read from there. Two backends run the same ``model.onnx``:
 
-- ``onnxruntime`` (default): ONNX Runtime's CPU execution provider.
+- ``onnxruntime``: ONNX Runtime's CPU execution provider (portable).
 - ``openvino``: the OpenVINO runtime (``pip install openvino``), fastest on Intel and
   recent AMD CPUs; ``precision="bf16"`` uses bfloat16 where the CPU has it
   (AVX512-BF16 or AMX), else OpenVINO falls back to f32.
+- ``auto`` (the default, :func:`choose_backend`): OpenVINO bf16 where the CPU has bf16
+  units, else ONNX Runtime on the INT8 model where it is faster and within the accuracy
+  budget, else ONNX Runtime fp32.
 
 Both expose ``run(x: (B, 3, H, W) float32) -> np.ndarray`` with the raw model output.
 """
@@ -31,7 +34,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "current"
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = ("auto", "onnxruntime", "openvino")
+INT8_FILE = "model_int8.onnx"
 _ORT_OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -133,7 +137,7 @@ def parse_metadata(meta: dict[str, str], input_shape: list[Any], input_name: str
         imgsz = (640, 640)
     if dims_static[2] and dims_static[3]:
         imgsz = (int(input_shape[2]), int(input_shape[3]))
-    version = path.parent.resolve().name if path.name == "model.onnx" else path.stem
+    version = path.parent.resolve().name if path.name in ("model.onnx", INT8_FILE) else path.stem
     return ModelInfo(
         path=path,
         version=version,
@@ -224,7 +228,10 @@ class OpenVinoBackend:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         so.intra_op_num_threads = 1
-        meta_sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        try:
+            meta_sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise ModelLoadError(f"cannot load {path}: {e}") from e
         inp = meta_sess.get_inputs()[0]
         self.info = parse_metadata(meta_sess.get_modelmeta().custom_metadata_map, list(inp.shape), inp.name, path)
         del meta_sess
@@ -279,24 +286,109 @@ class OpenVinoBackend:
             return outs
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if flags:
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    try:  # not Linux: ask OpenVINO
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str  # onnxruntime | openvino
+    path: Path  # the .onnx file it runs
+    precision: str  # OpenVINO inference precision (bf16 | f32 | f16); "int8" / "f32" for ONNX Runtime
+    reason: str
+
+
+def int8_verdict(onnx_path: Path, max_map50_drop: float) -> tuple[bool, str]:
+    """Whether the INT8 model beside ``onnx_path`` may be used: it exists, and the model folder's
+    metrics.json (written at export) shows it faster than fp32 and within ``max_map50_drop``
+    mAP50 of fp32 on the test split."""
+    q = onnx_path.with_name(INT8_FILE)
+    if not q.is_file():
+        return False, "no INT8 model"
+    try:
+        m = json.loads((onnx_path.parent / "metrics.json").read_text())
+        int8, fp32 = m["int8"], m["evaluation"]
+        drop = float(fp32["map50"]) - float(int8["map50"])
+        faster = float(int8["ms_int8"]) < float(int8["ms_fp32"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False, "INT8 model without accuracy/speed figures in metrics.json"
+    if drop > max_map50_drop:
+        return False, f"INT8 loses {drop:.3f} mAP50 (> budget {max_map50_drop:.3f})"
+    if not faster:
+        return False, "INT8 not faster than fp32 at export"
+    return True, f"INT8 within budget ({drop:.3f} <= {max_map50_drop:.3f} mAP50) and faster"
+
+
+def choose_backend(
+    model: str | os.PathLike | None = None,
+    backend: str = "auto",
+    precision: str = "bf16",
+    int8_max_map50_drop: float = 0.01,
+) -> BackendChoice:
+    """The runtime, model file and precision ``backend`` stands for on this machine.
+
+    ``auto``: OpenVINO at ``precision`` (bf16) where the CPU has bf16 units and openvino is
+    installed (2x ONNX Runtime fp32 on this project's model); else ONNX Runtime on the INT8
+    model where :func:`int8_verdict` allows it; else ONNX Runtime fp32. On a bf16 CPU the INT8
+    model is not chosen: ONNX Runtime INT8 is slower there than OpenVINO bf16 (docs/detector.md)."""
+    path = resolve_model_path(model)
+    backend = {"ort": "onnxruntime", "ov": "openvino"}.get(backend, backend)
+    if backend == "onnxruntime":
+        return BackendChoice("onnxruntime", path, "int8" if path.name == INT8_FILE else "f32", "configured")
+    if backend == "openvino":
+        return BackendChoice("openvino", path, precision, "configured")
+    if backend != "auto":
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if path.name == INT8_FILE:  # an INT8 file named explicitly
+        return BackendChoice("onnxruntime", path, "int8", "INT8 model named")
+    bf16 = cpu_has_bf16()
+    if bf16 and _openvino_available():
+        return BackendChoice("openvino", path, precision, "CPU has bf16 units")
+    ok, why = int8_verdict(path, int8_max_map50_drop)
+    if ok:
+        return BackendChoice("onnxruntime", path.with_name(INT8_FILE), "int8", why)
+    lead = "openvino not installed" if bf16 else "no bf16 units"
+    return BackendChoice("onnxruntime", path, "f32", f"{lead}; {why}")
+
+
 def load_backend(
     model: str | os.PathLike | None = None,
-    backend: str = "onnxruntime",
+    backend: str = "auto",
     threads: int = 0,
     optimization: str = "all",
     precision: str = "bf16",
     warmup: int = 1,
     spin_wait: bool = False,
     openvino_hint: str = "throughput",
+    int8_max_map50_drop: float = 0.01,
 ) -> Backend:
-    """Open a model with the chosen runtime and warm it up (the first runs allocate and tune)."""
-    path = resolve_model_path(model)
-    if backend in ("onnxruntime", "ort"):
+    """Open a model with the chosen runtime (``auto``: :func:`choose_backend`) and warm it up
+    (the first runs allocate and tune). The backend's ``choice`` says what was picked and why."""
+    choice = choose_backend(model, backend, precision, int8_max_map50_drop)
+    path = choice.path
+    if choice.backend == "onnxruntime":
         be: Backend = OnnxRuntimeBackend(path, threads=threads, optimization=optimization, spin_wait=spin_wait)
-    elif backend in ("openvino", "ov"):
-        be = OpenVinoBackend(path, threads=threads, precision=precision, hint=openvino_hint)
     else:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        be = OpenVinoBackend(path, threads=threads, precision=choice.precision, hint=openvino_hint)
+    be.choice = choice  # type: ignore[attr-defined]
     info = be.info
     if len(info.names) == 0:
         raise ModelLoadError(f"{path}: model has no classes")

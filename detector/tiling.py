@@ -1,11 +1,16 @@
 """Sliced inference for frames much larger than the model input.
 
-A 4000x3000 drone frame shrunk to 640 px loses defects a few pixels wide. Instead the
-frame is cut into overlapping tiles (by default of the model's input size, so tiles
-run at native resolution), the tiles run in batches, and their detections - shifted
-to frame coordinates - are merged with those of one whole-frame pass (which keeps
-objects larger than a tile). Objects cut by a tile border appear whole in the
-neighbouring tile, thanks to the overlap; ``merge_tiles`` joins the fragments.
+A 4000x3000 drone frame shrunk to 416 px loses defects a few pixels wide. Instead the
+frame is cut into overlapping tiles that run at native resolution, the tiles run in
+batches, and their detections - shifted to frame coordinates - are merged with those of
+one whole-frame pass (which keeps objects larger than a tile). Objects up to the overlap
+appear whole in a neighbouring tile; ``merge_tiles`` joins the fragments of larger ones.
+
+``plan_grid`` (the default plan) cuts a frame into equal, stride-aligned tiles of at most
+``tile_size`` pixels a side (the model has dynamic height/width, so a tile larger than the
+model input still runs unscaled), overlapping by the largest expected defect: compute goes
+into overlaps only as far as needed. ``plan_tiles`` is the earlier plan (square tiles of the
+model input, a fixed fraction of overlap), kept for comparison and ``tile_size: 0``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,45 @@ def plan_tiles(height: int, width: int, tile_size: int, overlap: float = 0.2) ->
         for x in _starts(width, tile_size, step):
             tiles.append(Tile(x, y, min(x + tile_size, width), min(y + tile_size, height)))
     return tiles
+
+
+def _axis(length: int, max_tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
+    if length <= max_tile:
+        return [(0, length)]
+    n = math.ceil((length - overlap) / (max_tile - overlap))
+    # the smallest aligned side with which n tiles cover the length overlapping by >= overlap
+    size = min(max_tile, -(-math.ceil((length + (n - 1) * overlap) / n) // align) * align)
+    starts = [round(i * (length - size) / (n - 1)) for i in range(n)]
+    return [(s, s + size) for s in starts]
+
+
+def plan_grid(height: int, width: int, max_tile: int, overlap_px: int, align: int = 32) -> list[Tile]:
+    """Equal tiles of at most ``max_tile`` pixels a side (a multiple of ``align`` where the frame
+    is larger), spread evenly so the last ends at the border, neighbours overlapping by at least
+    ``overlap_px``. Row-major order."""
+    if max_tile <= 0:
+        raise ValueError("tile size must be positive")
+    max_tile = max(align, max_tile // align * align)
+    overlap_px = max(0, int(overlap_px))
+    if overlap_px >= max_tile // 2:
+        raise ValueError(f"tile overlap {overlap_px} px must be under half the tile side {max_tile}")
+    ys = _axis(height, max_tile, overlap_px, align)
+    xs = _axis(width, max_tile, overlap_px, align)
+    return [Tile(x0, y0, x1, y1) for y0, y1 in ys for x0, x1 in xs]
+
+
+def frame_tiles(
+    height: int, width: int, input_size: int, tile_size: int, overlap: str | float, max_defect_px: int, stride: int = 32
+) -> list[Tile]:
+    """The tiles for one frame under the detector's settings (``tile_size``, ``tile_overlap``,
+    ``max_defect_px``): the grid plan, or the earlier square plan for ``tile_size: 0`` with a
+    fractional overlap."""
+    size = tile_size or input_size
+    if overlap == "auto":
+        return plan_grid(height, width, size, max_defect_px, stride)
+    if not tile_size:
+        return plan_tiles(height, width, size, float(overlap))
+    return plan_grid(height, width, size, round(float(overlap) * size), stride)
 
 
 def should_tile(height: int, width: int, input_size: int, mode: str = "auto", min_scale: float = 2.0) -> bool:

@@ -18,11 +18,13 @@ import logging
 import threading
 import uuid
 
+from history.tracker import match_site
 from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
 from serving.metrics import Metrics
 from serving.queue import BACKGROUND, InferenceQueue
 from serving.settings import Settings
+from storage.flights import FlightLog
 from storage.store import LeaseLost, PendingItem, ScoredResult, Store
 
 log = logging.getLogger("pvwind.jobs")
@@ -98,10 +100,25 @@ class JobRunner:
             if not items:
                 if self.store.finish_job(job_id, self.owner):
                     log.info("job %s: done", job_id)
+                    self._flight_done(job_id)
                 return
             outcomes, by_model = self._score_chunk(items)
             self.store.complete_items(job_id, self.owner, s.job_lease_seconds, self.pool.model_key, outcomes)
             self._count(items, outcomes, by_model)
+
+    def _flight_done(self, job_id: str) -> None:
+        """A job with a site is (part of) a flight: mark it complete and bring the site's tracks
+        up to date (history/). A failure here leaves the results as they are; the tracks are
+        built on the next match (``POST /v1/sites/{site}/match``, ``pvwind history``)."""
+        job = self.store.get_job(job_id)
+        if job is None or not job.site:
+            return
+        try:
+            FlightLog(self.store).complete(job.site, job.flight or f"job-{job.id}")
+            rep = match_site(self.store, job.site)
+            log.info("job %s: site %s matched (%s)", job_id, job.site, rep.states)
+        except Exception:
+            log.exception("job %s: matching the flights of site %s failed", job_id, job.site)
 
     def _count(self, items: list[PendingItem], outcomes: list[tuple[int, ScoredResult]], by_model: set[str]) -> None:
         """images{path="job"}: scored (by the model, now), reused (an earlier result of the

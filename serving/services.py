@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -172,7 +173,7 @@ class Services:
         s = self.settings
         active = [p for p in self._uploads if p.cut_off is None]
         if len(active) >= s.max_concurrent_uploads:
-            now = anyio.current_time()
+            now = time.monotonic()
             slow = [p for p in active if p.below_minimum(now)]
             if not slow:
                 self.metrics.busy.inc()

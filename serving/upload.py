@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -80,14 +81,14 @@ class UploadPace:
 
     min_bytes_per_second: float = 0
     grace_seconds: float = 0
-    started: float = field(default_factory=anyio.current_time)
+    started: float = field(default_factory=time.monotonic)
     received: int = 0
     paused: float = 0.0  # seconds spent on the server's own work between chunks (not the client's fault)
     cut_off: str | None = None  # why another request cut this one off
     _scope: anyio.CancelScope | None = None
 
     def age(self, now: float | None = None) -> float:
-        return (anyio.current_time() if now is None else now) - self.started - self.paused
+        return (time.monotonic() if now is None else now) - self.started - self.paused
 
     def below_minimum(self, now: float | None = None) -> bool:
         """Slower than the minimum rate on average, grace period or not (judged once the upload
@@ -96,7 +97,7 @@ class UploadPace:
         return rate > 0 and age >= MIN_PACE_AGE_SECONDS and self.received < rate * age
 
     def deadline(self, limits: UploadLimits) -> float:
-        """When the body, as far as it has come, stops being in time (anyio clock)."""
+        """When the body, as far as it has come, stops being in time (``time.monotonic`` clock)."""
         origin = self.started + self.paused
         ends = [math.inf]
         if limits.timeout_seconds:
@@ -317,9 +318,9 @@ async def read_upload(
         while parts.finished:
             f = parts.finished.pop(0)
             if on_file is not None:
-                t0 = anyio.current_time()
+                t0 = time.monotonic()
                 await on_file(f)
-                pace.paused += anyio.current_time() - t0
+                pace.paused += time.monotonic() - t0
         if pace.cut_off is not None:
             raise pace.late(limits)
 
@@ -327,7 +328,8 @@ async def read_upload(
     try:
         while more:
             message = None
-            with anyio.CancelScope(deadline=pace.deadline(limits)) as scope:
+            deadline = anyio.current_time() + (pace.deadline(limits) - time.monotonic())  # in the loop's clock
+            with anyio.CancelScope(deadline=deadline) as scope:
                 pace._scope = scope
                 message = await request.receive()
             pace._scope = None

@@ -1,4 +1,5 @@
-"""Opening a database and writing to it idempotently (SQLite and PostgreSQL)."""
+"""Opening a database (brought to the newest schema by Alembic) and writing to it
+idempotently (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.tables import Base
+from storage import migrations
 
 QUERY_CHUNK = 500  # keys per IN (...) query
+MIGRATION_LOCK = 0x70767769  # PostgreSQL advisory lock id held while a database is migrated ("pvwi")
 
 
 def database_url(value: str) -> str:
@@ -34,7 +36,8 @@ def shown_url(url: str) -> str:
 
 
 def open_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for ``url``; for SQLite the parent folder is created, WAL and foreign keys are on."""
+    """An engine for ``url``; for SQLite the parent folder is created, WAL and foreign keys are on.
+    With ``create`` the database is brought to the newest schema (:func:`upgrade`)."""
     u = make_url(url)
     kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
@@ -56,8 +59,53 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
             cur.close()
 
     if create:
-        Base.metadata.create_all(engine)
+        upgrade(engine)
     return engine
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The Alembic revision of a database; ``None`` when it has none (empty, or made before Alembic)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Bring the database to ``revision`` (default: the newest) and return where it was:
+    ``"empty"``, ``"pre-alembic"`` (a database of a release before Alembic, made by
+    ``create_all``: stamped as the baseline revision, then upgraded) or its revision.
+
+    A database already at the newest revision costs one query. The check and the migration
+    run in ONE transaction under a lock (PostgreSQL: an advisory lock; SQLite: the write lock,
+    ``BEGIN IMMEDIATE``), so service instances and re-scorer workers opening one database at
+    the same time migrate it once."""
+    with engine.connect() as conn:
+        if revision == "head" and schema_revision(conn) == migrations.HEAD:
+            return migrations.HEAD
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+        was = schema_revision(conn)
+        if was is None:
+            was = "pre-alembic" if inspect(conn).has_table("images") else "empty"
+        if not (revision == "head" and was == migrations.HEAD):
+            _alembic(conn, was, revision)
+        conn.commit()
+    return was
+
+
+def _alembic(conn: Connection, was: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    cfg.attributes["connection"] = conn
+    if was == "pre-alembic":
+        command.stamp(cfg, migrations.BASELINE)
+    command.upgrade(cfg, revision)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

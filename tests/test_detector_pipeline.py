@@ -14,7 +14,7 @@ from detector.decode import decode_image
 from detector.detections import Detections
 from detector.model import ModelLoadError, resolve_model_path
 from detector.nms import box_iou
-from detector.tiling import plan_tiles
+from detector import batching
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +140,12 @@ def test_tiling_finds_small_defect_whole_frame_misses(det):
     canvas, path, ref = found
     thr = float(min(0.25, ref.confidence[0] * 0.6))
     frame = np.full((3000, 4000, 3), 114, np.uint8)
-    # place the canvas exactly on one tile of the plan, so that tile sees the same pixels
-    tiles = plan_tiles(3000, 4000, tile, det.config.tile_overlap)
+    # place the canvas in the corner of one tile of the detector's plan (the tiles run at native
+    # resolution, so that tile sees the same pixels, with more grey around them)
+    tiles = batching.image_tiles(det.backend, det.config, (3000, 4000), "auto")
     t = tiles[len(tiles) // 2]
-    frame[t.y0 : t.y1, t.x0 : t.x1] = canvas
+    assert t.width >= tile and t.height >= tile
+    frame[t.y0 : t.y0 + tile, t.x0 : t.x0 + tile] = canvas
     target = ref.shifted(t.x0, t.y0)
     cls = int(ref.class_id[0])
 

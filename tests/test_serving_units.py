@@ -97,10 +97,33 @@ def test_key_headers():
         ("..", "file3"),
         ("", "file3"),
         ("x" * 300 + ".jpg", "x" * 200),
+        ("invoice\u202egpj.exe", "invoicegpj.exe"),  # right-to-left override
+        ("\u2066a\u2069\u200e\u200f\u061c\u202a\u202b\u202c\u202d.jpg", "a.jpg"),  # isolates, marks, embeddings
+        ("a\u0085b\u2028c\ufeff.jpg", "abc.jpg"),  # C1 control, line separator, byte-order mark
     ],
 )
 def test_display_names_are_never_paths(raw, shown):
     assert display_name(raw, 3) == shown
+
+
+def test_upload_pace_rules():
+    """408 rules: after the grace period the body must have averaged the minimum rate; the
+    request's deadline holds regardless; the server's own pauses do not count."""
+    from serving.upload import UploadLimits, UploadPace
+
+    limits = UploadLimits(1, 1, 1, timeout_seconds=300)
+    pace = UploadPace(min_bytes_per_second=1000, grace_seconds=10, started=0.0)
+    assert pace.deadline(limits) == 10  # nothing yet: the grace period
+    pace.received = 50_000
+    assert pace.deadline(limits) == 50  # 50 kB at 1 kB/s
+    pace.paused = 5
+    assert pace.deadline(limits) == 55
+    pace.received = 10**9
+    assert pace.deadline(limits) == 305  # the request's deadline
+    assert UploadPace(started=0.0).deadline(UploadLimits(1, 1, 1)) == float("inf")
+    slow = UploadPace(min_bytes_per_second=1000, grace_seconds=10, started=0.0, received=500)
+    assert slow.below_minimum(now=2.0) and not slow.below_minimum(now=0.5)  # judged after a second, grace or not
+    assert not UploadPace(min_bytes_per_second=0, started=0.0).below_minimum(now=100.0)
 
 
 # ----------------------------------------------------------------------------- store
@@ -230,7 +253,7 @@ def test_full_queue_answers_503_with_retry_after(tmp_path, pool):
 
 
 def test_concurrent_upload_limit(tmp_path, pool):
-    app = _app(tmp_path, pool, max_concurrent_uploads=1)
+    app = _app(tmp_path, pool, max_concurrent_uploads=1, upload_min_bytes_per_second=0)  # no cutting off
     with TestClient(app, headers={"X-API-Key": API_KEY}) as c:
         _ready(c)
         with app.state.services.upload_slot():  # another upload is being read

@@ -1,4 +1,4 @@
-"""``pvwind data build``: the four public sources -> one YOLO-format training set.
+"""``pvwind data build``: the four public sources (and any reviewed batches) -> one YOLO-format training set.
 
 Output (``build/dataset`` by default, ignored by git)::
 
@@ -6,7 +6,12 @@ Output (``build/dataset`` by default, ignored by git)::
     images/{train,val,test}/<source>__<name>.jpg
     labels/{train,val,test}/<source>__<name>.txt
     index.json                 # per image: source, group, split, original path
-    report.json                # counts per source/split/class, drops and repairs
+    report.json                # counts per source/split/class, drops and repairs, review outcomes
+
+A reviewed batch (``format: reviewed``, from ``pvwind review import``) is read from its folder in
+the build cache and goes last: an image of it that is the same photo as (or a near-duplicate of)
+an image already read joins that image's group and split, so a customer photo that is also in a
+public source never lands on the other side of the split.
     .fingerprint               # inputs' hash; an unchanged re-run does no work
 """
 
@@ -122,10 +127,26 @@ def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: i
     return h.hexdigest()
 
 
+def reviewed_root(m: SourceManifest, cache: Path) -> Path:
+    """Where a reviewed batch's files are: its manifest's ``cache_dir`` or ``<cache>/reviewed/<name>``."""
+    assert m.review is not None
+    if m.review.cache_dir:
+        p = Path(m.review.cache_dir)
+        return p if p.is_absolute() else REPO / p
+    return cache / "reviewed" / m.name
+
+
 def resolve_roots(manifests: list[SourceManifest], mirror: Path | None, cache: Path) -> dict[str, Path]:
     roots = {}
     for m in manifests:
-        if mirror is not None:
+        if m.format == "reviewed":
+            root = reviewed_root(m, cache)
+            if not (root / "labels.json").is_file():
+                raise FileNotFoundError(
+                    f"reviewed source {m.name}: {root}/labels.json is missing (the build cache is not committed); "
+                    f"run 'pvwind review import' for it again, or remove datasets/{m.name}.yaml"
+                )
+        elif mirror is not None:
             root = mirror / m.name
             if not root.is_dir():
                 raise FileNotFoundError(f"source {m.name}: {root} does not exist in the mirror {mirror}")
@@ -165,8 +186,11 @@ def build_dataset(
         return BuildReport(out, False, counts)
 
     items: list[Item] = []
+    item_hashes: list[np.ndarray] = []  # parallel to items: their difference hashes (8 variants each)
     drops: dict[str, Counter] = {}
-    for m in manifests:
+    reviews: dict[str, dict] = {}
+    # reviewed batches last: their images are checked against every image read before them
+    for m in sorted(manifests, key=lambda m: m.format == "reviewed"):
         log(f"reading {m.name} from {roots[m.name]}")
         d: Counter = Counter()
         src_items: list[Item] = []
@@ -197,23 +221,69 @@ def build_dataset(
             np.stack(hashes) if hashes else None,
             m.grouping.dhash_max_distance,
         )
-        splits = assign_splits(
-            [f"{m.name}/{g}" for g in groups],
-            [{tax.names[c] for c in it.classes} for it in src_items],
+        gids = [f"{m.name}/{g}" for g in groups]
+        forced: dict[str, tuple[str, str]] = {}
+        if m.format == "reviewed":
+            forced = join_known_photos(gids, hashes, items, item_hashes, m.grouping.dhash_max_distance)
+            d["joined_group_of_an_earlier_source"] += sum(1 for g in gids if g in forced)
+            review_file = roots[m.name] / "review.json"
+            reviews[m.name] = json.loads(review_file.read_text()) if review_file.exists() else {}
+        free = [i for i, g in enumerate(gids) if g not in forced]
+        free_splits = assign_splits(
+            [gids[i] for i in free],
+            [{tax.names[c] for c in src_items[i].classes} for i in free],
             seed=seed,
         )
-        for it, g, sp in zip(src_items, groups, splits, strict=True):
-            it.group, it.split = f"{m.name}/{g}", sp
+        splits = [forced[g][1] if g in forced else "" for g in gids]
+        for i, sp in zip(free, free_splits, strict=True):
+            splits[i] = sp
+        for it, g, sp in zip(src_items, gids, splits, strict=True):
+            it.group, it.split = (forced[g][0] if g in forced else g), sp
         drops[m.name] = d
         items.extend(src_items)
+        item_hashes.extend(hashes)
 
     check_no_leak([it.group for it in items], [it.split for it in items])
-    _write(out, items, tax, drops, fp, manifests)
+    _write(out, items, tax, drops, fp, manifests, reviews)
     counts = json.loads((out / "report.json").read_text())
     return BuildReport(out, True, counts)
 
 
-def _write(out: Path, items: list[Item], tax: Taxonomy, drops: dict[str, Counter], fp: str, manifests) -> None:
+def join_known_photos(
+    gids: list[str],
+    hashes: list[np.ndarray],
+    earlier: list[Item],
+    earlier_hashes: list[np.ndarray],
+    max_distance: int,
+) -> dict[str, tuple[str, str]]:
+    """Groups (of a reviewed batch) with a member that is the same photo as, or a near-duplicate
+    of, an image read before: group id -> (that image's group, its split)."""
+    if not earlier or not hashes:
+        return {}
+    from training.grouping import _POPCOUNT
+
+    base = np.stack([h[0] for h in earlier_hashes])  # (m, nbytes)
+    out: dict[str, tuple[str, str]] = {}
+    for g, h in zip(gids, hashes, strict=True):
+        if g in out:
+            continue
+        x = np.bitwise_xor(h[:, None, :], base[None, :, :])  # (8, m, nbytes)
+        dist = _POPCOUNT[x].sum(axis=2, dtype=np.int32).min(axis=0)  # (m,)
+        j = int(np.argmin(dist))
+        if dist[j] <= max_distance:
+            out[g] = (earlier[j].group, earlier[j].split)
+    return out
+
+
+def _write(
+    out: Path,
+    items: list[Item],
+    tax: Taxonomy,
+    drops: dict[str, Counter],
+    fp: str,
+    manifests,
+    reviews: dict[str, dict] | None = None,
+) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for sp in SPLITS:
@@ -255,14 +325,14 @@ def _write(out: Path, items: list[Item], tax: Taxonomy, drops: dict[str, Counter
     }
     (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
     (tmp / "index.json").write_text(json.dumps(index, indent=0))
-    counts = _count(items, tax, drops, manifests)
+    counts = _count(items, tax, drops, manifests, reviews or {})
     (tmp / "report.json").write_text(json.dumps(counts, indent=2))
     (tmp / ".fingerprint").write_text(fp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
 
 
-def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests) -> dict:
+def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests, reviews: dict | None = None) -> dict:
     per: dict = defaultdict(
         lambda: defaultdict(
             lambda: {
@@ -303,6 +373,7 @@ def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifest
                     for sp in SPLITS
                 },
                 "dropped_or_repaired": dict(drops.get(m.name, {})),
+                **({"review": (reviews or {}).get(m.name, {})} if m.format == "reviewed" else {}),
             }
             for m in manifests
         },
@@ -358,6 +429,28 @@ def format_report(counts: dict) -> str:
         for k, v in sorted(s["dropped_or_repaired"].items()):
             td.add_row(name, k, str(v))
     con.print(td)
+    reviewed = {n: s["review"] for n, s in counts["sources"].items() if s.get("review")}
+    if reviewed:
+        tr = Table(title="review outcomes: the model's predictions as the reviewers left them")
+        for col in ("source", "model", "images", "predictions", "confirmed", "moved", "relabelled", "deleted"):
+            tr.add_column(col, justify="left" if col in ("source", "model") else "right")
+        for col in ("added", "precision", "recall"):
+            tr.add_column(col, justify="right")
+        for name, r in reviewed.items():
+            o = r.get("outcomes", {})
+
+            def pct(v):  # noqa: ANN001, ANN202
+                return "-" if v is None else f"{v:.2f}"
+
+            tr.add_row(
+                name,
+                str(r.get("model", ""))[:40],
+                str(r.get("images", {}).get("reviewed", "")),
+                *(str(o.get(k, 0)) for k in ("predictions", "confirmed", "moved", "relabelled", "deleted", "added")),
+                pct(o.get("precision")),
+                pct(o.get("recall")),
+            )
+        con.print(tr)
     for w in counts.get("warnings", []):
         con.print(f"warning: {w}")
     return buf.getvalue()

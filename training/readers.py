@@ -1,4 +1,4 @@
-"""Readers for the three label formats of the public datasets.
+"""Readers for the three label formats of the public datasets, and for reviewed batches.
 
 Each reader yields :class:`Sample` records: one image with its boxes in pixel
 ``xyxy`` and the *source* label names. Mapping to the taxonomy, clipping and
@@ -136,6 +136,29 @@ def read_pixel_csv(root: Path, csv_path: str) -> Iterator[Sample]:
     yield from samples.values()
 
 
+def read_reviewed(root: Path) -> Iterator[Sample]:
+    """A reviewed batch (``pvwind review import``): ``labels.json`` beside ``images/``, one entry
+    per reviewed image with its pixel ``xyxy`` boxes and taxonomy class names as reviewers left
+    them; an entry without boxes is a reviewed background image."""
+    path = root / "labels.json"
+    for n, e in enumerate(json.loads(path.read_text())):
+        try:
+            sample = Sample(root / e["file"], width=e.get("width"), height=e.get("height"))
+        except (KeyError, TypeError):
+            continue
+        for box, label in zip(e.get("boxes") or [], e.get("labels") or [], strict=False):
+            try:
+                x1, y1, x2, y2 = (float(v) for v in box)
+            except (ValueError, TypeError):
+                sample.problems.append(f"{path.name}:{n}: malformed box {box!r}")
+                continue
+            sample.boxes.append((x1, y1, x2, y2))
+            sample.labels.append(str(label))
+        if len(e.get("boxes") or []) != len(e.get("labels") or []):
+            sample.problems.append(f"{path.name}:{n}: boxes and labels differ in number")
+        yield sample
+
+
 def read_source(root: Path, fmt: str, class_names: list[str], csv_path: str | None = None) -> Iterator[Sample]:
     if fmt == "yolo":
         return read_yolo(root, class_names)
@@ -144,4 +167,6 @@ def read_source(root: Path, fmt: str, class_names: list[str], csv_path: str | No
     if fmt == "csv":
         assert csv_path
         return read_pixel_csv(root, csv_path)
+    if fmt == "reviewed":
+        return read_reviewed(root)
     raise ValueError(f"unknown label format {fmt!r}")

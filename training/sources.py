@@ -29,6 +29,19 @@ class Grouping(BaseModel):
     dhash_max_distance: int = 12
 
 
+class Review(BaseModel):
+    """A reviewed batch (``format: reviewed``, written by ``pvwind review import``): corrected
+    predictions of our own model on a customer's images, files in ``build/cache/reviewed/<name>/``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool: Literal["labelstudio", "cvat"]
+    model: str  # the model key whose predictions were reviewed
+    export_file: str  # the tool's corrected export it was imported from
+    export_sha256: str
+    imported: str  # ISO time
+    cache_dir: str = ""  # default: <cache>/reviewed/<name>
+
+
 class SourceManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -36,8 +49,9 @@ class SourceManifest(BaseModel):
     upstream: Upstream
     licence: str
     attribution: str
-    format: Literal["yolo", "coco", "csv"]
+    format: Literal["yolo", "coco", "csv", "reviewed"]
     csv_path: str | None = None
+    review: Review | None = None
     source_classes: list[str]
     class_map: dict[str, str | None]
     grouping: Grouping = Grouping()
@@ -49,6 +63,8 @@ class SourceManifest(BaseModel):
             raise ValueError(f"{self.name}: class_map lacks {missing}")
         if self.format == "csv" and not self.csv_path:
             raise ValueError(f"{self.name}: format csv needs csv_path")
+        if (self.format == "reviewed") != (self.review is not None):
+            raise ValueError(f"{self.name}: a review section goes with format reviewed, and only with it")
         return self
 
     def check_against(self, taxonomy: Taxonomy) -> None:
@@ -63,4 +79,5 @@ def load_manifest(path: str | Path) -> SourceManifest:
 
 
 def load_manifests(directory: str | Path = DATASETS_DIR) -> list[SourceManifest]:
+    """Every ``<directory>/*.yaml`` (sub-folders such as ``datasets/templates/`` are not sources)."""
     return [load_manifest(p) for p in sorted(Path(directory).glob("*.yaml"))]

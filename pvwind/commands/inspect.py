@@ -42,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="folder",
         help="without --flight: one flight per folder, or none (one roll-up over all images)",
     )
+    parser.add_argument(
+        "--out-db",
+        metavar="STORE",
+        help="also store the results (a SQLite file or a SQLAlchemy URL) and record them as a flight of --site; "
+        "the site's findings are then matched across flights (pvwind history)",
+    )
+    parser.add_argument("--flight-date", metavar="YYYY-MM-DD", help="with --out-db: the flight's date "
+                        "(default: the images' capture time)")  # fmt: skip
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-annotate", action="store_true", help="skip the annotated images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from detector.model import ModelLoadError
     from detector.results import rollup
 
+    flown_on = _check_out_db(args)
     images = collect_images(args.inputs, recursive=not args.no_recursive)
     if not images:
         raise CLIError("no images found (looked for " + ", ".join(sorted({".jpg", ".png", ".tif"})) + " ...)")
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     results = []
+    stored: list = []
     used: set[str] = set()
     t0 = time.perf_counter()
     bar = tqdm(
@@ -125,12 +135,16 @@ def run(args: argparse.Namespace) -> int:
         src = Path(r.source)
         flight = args.flight or (str(src.parent) if args.group_by == "folder" else None)
         decoded = r.decoded
+        raw = r  # every finding: the asset view is for this run's outputs, the store keeps them all
         r = r.in_context(site=args.site, flight=flight).for_asset(args.asset_type)
         if decoded is not None:
             name = _annotated_name(src, used)
             save_annotated(decoded.pixels, r, out / "annotated" / name, det.priority_config)
             r = r.in_context(annotated=f"annotated/{name}")
             r.keep_decoded(None)  # free the pixels
+        raw.keep_decoded(None)
+        if args.out_db and raw.ok and raw.sha256:
+            stored.append((flight, raw))
         results.append(r)
         bar.update(1)
     bar.close()
@@ -141,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         "settings": det.config.model_dump(mode="json"),
         "elapsed_s": round(elapsed, 3),
     }
+    if args.out_db:
+        _store(args, stored, det.model_key, flown_on)
     write_json(results, out / "results.json", meta)
     write_geojson(results, out / "defects.geojson")
     write_csv(results, out / "defects.csv")
@@ -148,6 +164,64 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(results, rollup(results), out, elapsed)
     failed = sum(not r.ok for r in results)
     return 1 if failed == len(results) else 0
+
+
+def _check_out_db(args: argparse.Namespace):  # noqa: ANN202
+    """--out-db needs --site; the flight date, if given, as a date."""
+    from datetime import date
+
+    if not args.out_db:
+        if args.flight_date:
+            raise CLIError("--flight-date goes with --out-db")
+        return None
+    if not args.site:
+        raise CLIError("--out-db records the images as a flight of a site: give --site (and --flight)")
+    if not args.flight_date:
+        return None
+    try:
+        return date.fromisoformat(args.flight_date)
+    except ValueError:
+        raise CLIError(f"--flight-date {args.flight_date}: not a date YYYY-MM-DD") from None
+
+
+def _store(args: argparse.Namespace, stored: list, model_key: str, flown_on) -> None:  # noqa: ANN001
+    """The results into the store (images by content hash, without their bytes), recorded as
+    flights of --site (--flight, else one per folder), then the site's tracks brought up to date."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from history.config import HistoryConfigError
+    from history.tracker import match_site
+    from storage.archive import ArchiveIndex
+    from storage.database import database_url, shown_url
+    from storage.flights import FlightLog
+    from storage.store import Store
+
+    try:
+        store = Store.from_url(database_url(args.out_db))
+    except ArgumentError as e:
+        raise CLIError(f"--out-db {args.out_db}: not a database URL ({e})") from None
+    except (SQLAlchemyError, OSError, ModuleNotFoundError) as e:
+        raise CLIError(f"cannot open the result store {shown_url(args.out_db)}: {str(e).splitlines()[0]}") from None
+    try:
+        ArchiveIndex(store).write([], [r for _, r in stored], model_key)
+        flights: dict[str, list[tuple[str, str]]] = {}
+        for flight, r in stored:
+            name = args.flight or (Path(flight).name if flight else None) or "flight"
+            flights.setdefault(name, []).append((r.sha256, r.source))
+        log = FlightLog(store)
+        for name, images in flights.items():
+            log.record(args.site, name, images, model_key, flown_on=flown_on, complete=True)
+        rep = match_site(store, args.site)
+        if not args.quiet:
+            states = ", ".join(f"{n} {k}" for k, n in sorted(rep.states.items())) or "nothing to match"
+            print(f"history: site {args.site}: {', '.join(rep.flights) or 'up to date'} ({states}) "
+                  f"-> {shown_url(args.out_db)}", file=sys.stderr)  # fmt: skip
+    except HistoryConfigError as e:
+        raise CLIError(str(e)) from None
+    except SQLAlchemyError as e:
+        raise CLIError(f"the result store {shown_url(args.out_db)} failed: {str(e).splitlines()[0]}") from None
+    finally:
+        store.close()
 
 
 def _print_summary(results, groups, out: Path, elapsed: float) -> None:  # noqa: ANN001

@@ -79,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model key to diff against (default: the latest other key in the store); 'none' to skip the change report",
     )
     parser.add_argument("--no-export", action="store_true", help="only score; no exports or reports")
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record the SITE/FLIGHT folders as flights nor match their findings across flights "
+        "(pvwind history)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.epilog = "exit codes: 0 done, 1 no image could be scored (all unreadable), 2 error, 130 interrupted"
 
@@ -245,6 +251,8 @@ def _run(args, scan, model_path, key, index, formats, say, quiet) -> int:  # noq
             f"scored {stats.scored}, unreadable {stats.unreadable}, already known by content {stats.known} "
             f"in {stats.elapsed_s:.1f} s ({stats.images_per_s:.1f} img/s, {stats.workers} x {stats.threads} threads)"
         )
+    if not args.no_history and status == "done":
+        _record_flights(index, scan.items, key, say)
     if not args.no_export:
         export_dir = args.export_dir or _default_export_dir(index.url, key)
         compare = None if (args.compare or "").lower() == "none" else (args.compare or "auto")
@@ -258,6 +266,40 @@ def _run(args, scan, model_path, key, index, formats, say, quiet) -> int:  # noq
         print(f"pvwind rescore: {_nothing_scored(index, scan, p)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _record_flights(index, items, key: str, say) -> None:  # noqa: ANN001
+    """The archive's ``SITE/FLIGHT/`` folders as flights of their sites (the images with a
+    result by ``key``), then each site's tracks brought up to date (history/)."""
+    from history.config import HistoryConfigError
+    from history.tracker import match_site
+    from rescore.scan import split_flight
+    from storage.flights import FlightLog
+
+    rows = index.files(it.source for it in items)
+    scored = index.store.scored({r.sha256 for r in rows.values() if r.sha256}, key)
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for it in items:
+        r = rows.get(it.source)
+        if r is None or r.sha256 not in scored:
+            continue
+        site, folder = split_flight(it.flight)
+        name = folder.split("/", 1)[1] if "/" in folder else folder
+        groups.setdefault((site, name), []).append((r.sha256, it.source))
+    log = FlightLog(index.store)
+    for (site, name), images in sorted(groups.items()):
+        log.record(site, name, images, key, complete=True)
+    try:
+        for site in sorted({site for site, _ in groups}):
+            rep = match_site(index.store, site)
+            if rep.flights:
+                say(f"history: site {site}: matched {', '.join(rep.flights)} ({_states(rep.states)})")
+    except HistoryConfigError as e:
+        raise CLIError(str(e)) from None
+
+
+def _states(states: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(states.items())) or "no findings with a position"
 
 
 def _nothing_scored(index, scan, p) -> str:  # noqa: ANN001

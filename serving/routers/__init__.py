@@ -42,7 +42,7 @@ def upload_body(description: str, *, conditions: bool = True) -> dict[str, Any]:
                             "files": {
                                 "type": "array",
                                 "minItems": 1,
-                                "items": {"type": "string", "format": "binary", "minLength": 1},
+                                "items": {"type": "string", "format": "binary"},
                                 "description": "the images, one file part each (JPEG, PNG, TIFF, WebP; recognised by "
                                 "content, not by name or Content-Type); a file name of up to 1024 characters is "
                                 "shown cut to 200, without control or bidirectional-control characters",
