@@ -21,11 +21,11 @@ $(VENV)/.base: $(VENV)/bin/python pyproject.toml
 	touch $@
 
 $(VENV)/.serve: $(VENV)/.base
-	$(PIP) -e '.[serve,openvino]'
+	$(PIP) -e '.[serve,openvino,pdf]'
 	touch $@
 
 $(VENV)/.all: $(VENV)/.base
-	$(PIP) -e '.[serve,rescore,openvino,train,distributed,dev,postgres]'
+	$(PIP) -e '.[serve,rescore,pdf,openvino,train,distributed,dev,postgres]'
 	touch $@ $(VENV)/.serve
 
 # System tools the tests use: exiftool (the independent check of radiometric temperatures).
@@ -36,10 +36,19 @@ $(VENV)/.system: | $(VENV)/bin/python
 		|| echo "exiftool not installed (apt-get install libimage-exiftool-perl): its cross-checks will skip"; }
 	touch $@
 
+# A browser for tests/test_browser.py (Debian's chromium, driven by Playwright) and Pango for PDF reports.
+$(VENV)/.browser: | $(VENV)/bin/python
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; \
+	else echo "no Chromium and not root: tests/test_browser.py will skip (apt-get install chromium)"; fi
+	touch $@
+
 serve: $(VENV)/.serve
 	$(VENV)/bin/pvwind serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.all $(VENV)/.system
+test: $(VENV)/.all $(VENV)/.system $(VENV)/.browser
 	$(PY) -m pytest -q -x --durations=15 tests
 
 data: $(VENV)/.base
