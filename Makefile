@@ -10,7 +10,7 @@ PORT  ?= 8000
 # make train EPOCHS=1 IMGSZ=128 ... ; anything else: TRAIN_ARGS="--fraction 0.1"
 TRAIN_FLAGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(HOURS),--hours $(HOURS)) $(TRAIN_ARGS)
 
-.PHONY: serve test data train bench lint clean-venv
+.PHONY: serve test data train bench lint clean-venv review-tools
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ bench: $(VENV)/.all
 	$(PY) bench/train_speed.py
 	$(PY) bench/rescore.py
 	$(PY) bench/serve_load.py
+
+# Label Studio and Datumaro for the review round-trip tests, in their own venv: installed into
+# .venv they would downgrade numpy / OpenCV / Pillow. Without it those two tests skip and say so.
+review-tools:
+	$(PYTHON) -m venv build/review-venv
+	build/review-venv/bin/pip install --quiet --disable-pip-version-check label-studio label-studio-sdk datumaro
 
 lint: $(VENV)/.all
 	$(VENV)/bin/ruff check .

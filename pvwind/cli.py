@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "inspect": ("pvwind.commands.inspect", "serve", "detect defects in images or folders"),
     "serve": ("pvwind.commands.serve", "serve", "run the inspection service"),
     "rescore": ("pvwind.commands.rescore", "rescore", "re-score an image archive with a model"),
+    "review": (
+        "pvwind.commands.review",
+        "rescore",
+        "human review: predictions to Label Studio / CVAT, corrections back into training",
+    ),
     "report": (
         "pvwind.commands.report",
         "serve",
