@@ -18,7 +18,7 @@ from serving.auth import KeyStore
 from serving.detectors import DetectorPool
 from serving.errors import ApiError
 from serving.metrics import MetricsMiddleware
-from serving.routers import health, inspections, jobs, model
+from serving.routers import health, inspections, jobs, model, reports, review, ui
 from serving.services import Services
 from serving.settings import Settings, get_settings
 from serving.upload import CONDITION_FIELDS
@@ -143,7 +143,8 @@ def create_app(
         return JSONResponse({"detail": "internal server error", "code": "internal_error"}, 500)
 
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
-    for r in (inspections.router, jobs.router, model.router, health.router):
+    routers = (inspections, jobs, reports, review, model, health, ui)
+    for r in (m.router for m in routers):
         app.include_router(r)
 
     def openapi() -> dict[str, Any]:

@@ -4,9 +4,10 @@ the event loop, run the model through the inference queue, and give every file i
 still scored).
 
 Memory: the images of a request whose header says at most ``large_image_pixels`` are decoded
-and scored together; each larger one is decoded and scored on its own, holding one of the
-service's ``max_large_decodes`` permits from decode until the model has scored it, and its
-pixels are freed (and the heap trimmed) before the request answers.
+and scored together, in groups of at most that many pixels in all; each larger one is decoded
+and scored on its own, holding one of the service's ``max_large_decodes`` permits from decode
+until the model has scored it, and its pixels are freed (and the heap trimmed) before the
+request answers.
 """
 
 from __future__ import annotations
@@ -66,11 +67,20 @@ async def score_upload(services: Services, pool: DetectorPool, upload: Upload, f
         with slot:
             sizes = await anyio.to_thread.run_sync(lambda: [header_pixels(f.data or b"") for f in accepted])
             # unreadable headers count as large: decoding them is refused quickly, under the permit
-            big = [px is None or px > s.large_image_pixels for px in sizes]
-            small = [f for f, b in zip(accepted, big, strict=True) if not b]
-            large = [f for f, b in zip(accepted, big, strict=True) if b]
-            if small:
-                await _score_group(services, pool, slot, small, fields, scored, rejected)
+            large = [f for f, px in zip(accepted, sizes, strict=True) if px is None or px > s.large_image_pixels]
+            # the others in groups of at most large_image_pixels, so a request never holds more decoded at once
+            groups: list[list[UploadedFile]] = []
+            total = 0
+            for f, px in zip(accepted, sizes, strict=True):
+                if px is None or px > s.large_image_pixels:
+                    continue
+                if not groups or total + px > s.large_image_pixels:
+                    groups.append([])
+                    total = 0
+                groups[-1].append(f)
+                total += px
+            for group in groups:
+                await _score_group(services, pool, slot, group, fields, scored, rejected)
             for f in large:
                 async with services.large_images.hold():
                     await _score_group(services, pool, slot, [f], fields, scored, rejected)

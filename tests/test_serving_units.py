@@ -36,6 +36,21 @@ def test_every_setting_is_documented_with_its_default():
         assert field.description, f"{name} has no description"
 
 
+def test_every_error_code_is_documented_with_its_status():
+    """docs/serving.md's error table names every (status, code) the service answers with."""
+    from detector.decode import DECODE_ERRORS
+
+    doc = (REPO / "docs" / "serving.md").read_text()
+    documented = set()
+    for status, codes in re.findall(r"^\| (\d{3}) \| ((?:`[a-z_]+`(?:, )?)+) \|", doc, re.M):
+        documented |= {(int(status), c) for c in re.findall(r"`([a-z_]+)`", codes)}
+    source = "\n".join(p.read_text() for p in sorted((REPO / "serving").rglob("*.py")))
+    used = {(int(st), code) for st, code in re.findall(r"(?:ApiError|Rejection)\(\s*(\d{3}),\s*\"([a-z_]+)\"", source)}
+    used |= {(st, code) for code, st in DECODE_ERRORS.values()}
+    used |= {(422, "invalid_request"), (404, "not_found"), (405, "method_not_allowed"), (500, "internal_error")}
+    assert used - documented == set(), "not in docs/serving.md's error table"
+
+
 def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("PVWIND_MAX_FILES", "3")
     monkeypatch.setenv("PVWIND_ALLOWED_TYPES", "image/jpeg,image/png")
