@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "rescore",
         "human review: predictions to Label Studio / CVAT, corrections back into training",
     ),
+    "history": (
+        "pvwind.commands.history",
+        "serve",
+        "findings across flights: changes, early warnings, estimated energy loss",
+    ),
     "report": (
         "pvwind.commands.report",
         "serve",

@@ -18,7 +18,7 @@ from serving.auth import KeyStore
 from serving.detectors import DetectorPool
 from serving.errors import ApiError
 from serving.metrics import MetricsMiddleware
-from serving.routers import health, inspections, jobs, model, reports, review, ui
+from serving.routers import health, inspections, jobs, model, reports, review, sites, ui
 from serving.services import Services
 from serving.settings import Settings, get_settings
 from serving.upload import CONDITION_FIELDS
@@ -143,7 +143,7 @@ def create_app(
         return JSONResponse({"detail": "internal server error", "code": "internal_error"}, 500)
 
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
-    routers = (inspections, jobs, reports, review, model, health, ui)
+    routers = (inspections, jobs, reports, review, sites, model, health, ui)
     for r in (m.router for m in routers):
         app.include_router(r)
 

@@ -24,7 +24,7 @@ from serving.errors import Rejection
 from serving.metrics import Metrics
 from serving.queue import BACKGROUND, InferenceQueue
 from serving.settings import Settings
-from storage.flights import FlightLog
+from storage.flights import FlightLog, flight_name
 from storage.store import LeaseLost, PendingItem, ScoredResult, Store
 
 log = logging.getLogger("pvwind.jobs")
@@ -111,11 +111,12 @@ class JobRunner:
         up to date (history/). A failure here leaves the results as they are; the tracks are
         built on the next match (``POST /v1/sites/{site}/match``, ``pvwind history``)."""
         job = self.store.get_job(job_id)
-        if job is None or not job.site:
+        if job is None or not job.site or not job.site.strip():
             return
         try:
-            FlightLog(self.store).complete(job.site, job.flight or f"job-{job.id}")
-            rep = match_site(self.store, job.site)
+            name = job.flight if job.flight and job.flight.strip() else f"job-{job.id}"
+            FlightLog(self.store).complete(flight_name(job.site), flight_name(name))
+            rep = match_site(self.store, flight_name(job.site))
             log.info("job %s: site %s matched (%s)", job_id, job.site, rep.states)
         except Exception:
             log.exception("job %s: matching the flights of site %s failed", job_id, job.site)

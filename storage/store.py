@@ -270,10 +270,10 @@ class Store:
             )
             if job.failed == job.total:
                 job.status, job.finished_at = "done", utcnow()
-            if site:  # the job's images are a flight of the site (history/): the job id names an unnamed one
+            if site and site.strip():  # the job's images are a flight of the site (history/)
                 from storage.flights import add_images, ensure_flight
 
-                fid = ensure_flight(s, site, flight or f"job-{job.id}")
+                fid = ensure_flight(s, site, flight if flight and flight.strip() else f"job-{job.id}")
                 add_images(s, fid, [(it.image_sha256, it.filename) for it in items if it.image_sha256], model_version)
         return job
 

@@ -109,7 +109,7 @@ def test_flat_rows_follow_the_model():
     assert len(rows) == 2
     assert tuple(rows[0]) == ROW_COLUMNS
     # every field of a finding appears as a column (nested models spread)
-    for name, field in Finding.model_fields.items():
+    for name in Finding.model_fields:
         if name == "box":
             assert {"x1", "y1", "x2", "y2"} <= set(ROW_COLUMNS)
         elif name == "location":

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from detector_fixtures import REPO, XT2_FRAMES, model_dir
 
-SOURCES = ("detector", "training", "serving", "storage", "rescore", "report", "review", "pvwind", "configs")
+SOURCES = ("detector", "training", "serving", "storage", "rescore", "report", "review", "history", "pvwind", "configs")
 
 
 @pytest.fixture(scope="module")
