@@ -29,6 +29,7 @@ class DetectorConfig(BaseModel):
     warmup: int = Field(ge=0)
     batch_size: int = Field(ge=1)
     conf: float = Field(ge=0, lt=1)
+    model_thresholds: bool
     class_conf: dict[str, float]
     iou: float = Field(gt=0, le=1)
     max_det: int = Field(ge=1)

@@ -117,6 +117,8 @@ class Detector:
         )
         self.info: ModelInfo = self.backend.info
         self.names: tuple[str, ...] = self.info.names
+        #: per-class thresholds shipped with the model (thresholds.json beside model.onnx)
+        self.model_thresholds = load_model_thresholds(self.info.path, self.names) if cfg.model_thresholds else {}
         unknown = sorted(set(cfg.class_conf) - set(self.names))
         if unknown:
             raise ValueError(f"class_conf names classes the model does not have: {', '.join(unknown)}")
@@ -145,7 +147,11 @@ class Detector:
         :attr:`model_key`, the identity results are stored under: model folder name + start
         of the file hash (a model re-exported in place never reuses old results) + this."""
         cfg = self.config.model_dump(mode="json", exclude=set(self.NEUTRAL_SETTINGS))
+        if cfg.get("tile_overlap") != "auto":  # only the auto overlap reads it: keys stay as before
+            cfg.pop("max_defect_px", None)
         doc = {"detector": cfg, "priority": self.priority_config.model_dump(mode="json")}
+        if self.model_thresholds:  # thresholds.json is beside the model file, not in its hash
+            doc["model_thresholds"] = self.model_thresholds
         if self.config.radiometric:  # the radiometric reading, rendering and finder settings
             doc["thermal"] = load_thermal_config().model_dump(mode="json")
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
@@ -155,7 +161,7 @@ class Detector:
         if conf is not None:
             return np.full(len(self.names), float(conf), np.float32)
         t = np.full(len(self.names), self.config.conf, np.float32)
-        for name, v in self.config.class_conf.items():
+        for name, v in {**self.model_thresholds, **self.config.class_conf}.items():
             t[self.names.index(name)] = v
         return t
 
@@ -443,6 +449,19 @@ class Detector:
             irradiance_w_m2=(image.conditions or Conditions().over(self.config)).irradiance_w_m2,
             model_key=self.key_for(image.conditions),
         )
+
+
+def load_model_thresholds(model_path: Path, names: Sequence[str]) -> dict[str, float]:
+    """``{class: threshold}`` from ``thresholds.json`` beside the model file ({} when absent);
+    classes the model does not have are ignored."""
+    f = Path(model_path).parent / "thresholds.json"
+    if not f.is_file():
+        return {}
+    try:
+        classes = json.loads(f.read_text())["classes"]
+        return {k: float(v["threshold"]) for k, v in classes.items() if k in names}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{f}: not a thresholds file ({e})") from None
 
 
 def _label(src: Any) -> str:

@@ -32,7 +32,9 @@ def test_inspect_writes_all_outputs(tmp_path, capsys):
 
     doc = json.loads((out / "results.json").read_text())
     images = doc["images"]
-    assert len(images) == 5 and doc["model"]["names"] and doc["backend"] == "onnxruntime"
+    from detector.model import choose_backend
+
+    assert len(images) == 5 and doc["model"]["names"] and doc["backend"] == choose_backend(model_dir()).backend
     ok = [r for r in images if r["status"] == "ok"]
     failed = [r for r in images if r["status"] == "error"]
     assert len(ok) == 4 and failed[0]["error"]["code"] in ("corrupt_image", "truncated_image")

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from detector_fixtures import XT2_FRAMES, get_detector, model_dir, real_images
 
-from detector import Detector
+from detector import Detector, batching
 from detector.decode import decode_image
 from detector.detections import Detections
 from detector.model import ModelLoadError, resolve_model_path
 from detector.nms import box_iou
-from detector import batching
 
 
 @pytest.fixture(scope="module")

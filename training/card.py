@@ -77,6 +77,25 @@ def write_card(folder: Path, info: dict) -> Path:
             f"INT8 (static QDQ, ONNX Runtime): mAP50 {_pct(q['map50'])} vs fp32 {_pct(ev['map50'])}; "
             f"{q['ms_int8']:.1f} ms vs {q['ms_fp32']:.1f} ms per image (batch 1).",
         ]
+    if info.get("backend_parity"):
+        bp = info["backend_parity"]
+        lines += [
+            "",
+            f"Runtimes against ONNX Runtime fp32 on {bp['images']} real images (what `backend: auto` may pick; "
+            "detections at confidence 0.25 found again with the same class and IoU >= 0.9):",
+            "",
+            "| runtime | max abs diff of class scores | detections found |",
+            "|---|---:|---:|",
+        ]
+        for name, r in bp.items():
+            if not isinstance(r, dict):
+                continue
+            if "error" in r:
+                lines.append(f"| {name} | not measured: {r['error']} | |")
+            else:
+                lines.append(
+                    f"| {name} | {r['max_abs_diff_scores']:.2e} | {r['detections_found']}/{r['detections_reference']} |"
+                )
     lines += ["", "## Data sources", ""]
     for m in load_manifests():
         lines.append(

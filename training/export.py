@@ -95,6 +95,42 @@ def check_parity(
     }
 
 
+def backend_parity(onnx_path: Path, images: Sequence[Path], imgsz: int, conf: float = 0.25, iou: float = 0.7) -> dict:
+    """Each runtime ``backend: auto`` can pick against ONNX Runtime fp32 on the same letterboxed
+    images: max abs difference of the class scores and the share of fp32's detections found
+    again (same class, IoU >= 0.9). Keys: ``openvino-f32``, ``openvino-bf16`` and, with a
+    ``model_int8.onnx`` beside the model, ``onnxruntime-int8``. For the model card."""
+    from detector.model import INT8_FILE, load_backend
+
+    x = load_tensor(images, imgsz)
+    ref_be = load_backend(onnx_path, backend="onnxruntime")
+    ref = ref_be.run(x)
+    runs = {"openvino-f32": ("openvino", onnx_path, "f32"), "openvino-bf16": ("openvino", onnx_path, "bf16")}
+    if (onnx_path.parent / INT8_FILE).is_file():
+        runs["onnxruntime-int8"] = ("onnxruntime", onnx_path.parent / INT8_FILE, "f32")
+    out: dict = {"images": len(images), "reference": "onnxruntime-f32"}
+    for name, (backend, path, precision) in runs.items():
+        try:
+            y = load_backend(path, backend=backend, precision=precision).run(x)
+        except Exception as e:  # noqa: BLE001 - a runtime missing here is reported, not fatal
+            out[name] = {"error": str(e)[:200]}
+            continue
+        found = total = 0
+        for a, b in zip(ref, y, strict=True):
+            da = Detections.from_yolo_output(a, conf=conf, iou=iou)
+            db = Detections.from_yolo_output(b, conf=conf, iou=iou)
+            total += len(da)
+            if len(da) and len(db):
+                m = box_iou(da.xyxy, db.xyxy) * (da.class_id[:, None] == db.class_id[None, :])
+                found += int((m.max(1) >= 0.9).sum())
+        out[name] = {
+            "max_abs_diff_scores": float(np.abs(ref[:, 4:] - y[:, 4:]).max()),
+            "detections_found": found,
+            "detections_reference": total,
+        }
+    return out
+
+
 def quantize_int8(onnx_path: Path, out: Path, calib_images: Sequence[Path], imgsz: int) -> Path:
     """Static INT8 (QDQ) quantisation, calibrated on ``calib_images``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static

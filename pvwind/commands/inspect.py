@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--model", help="model folder or .onnx (default: $PVWIND_MODEL or models/current)")
     parser.add_argument("--config", type=Path, help="detector settings YAML (default: configs/detector.yaml)")
-    parser.add_argument("--backend", choices=["onnxruntime", "openvino"], help="inference runtime")
+    parser.add_argument(
+        "--backend", choices=["auto", "onnxruntime", "openvino"], help="inference runtime (default auto: the fastest)"
+    )
     parser.add_argument("--precision", choices=["bf16", "f32", "f16"], help="openvino precision")
     parser.add_argument("--threads", type=int, help="inference threads (0: all cores)")
     parser.add_argument("--batch-size", type=int, help="images or tiles per session run")

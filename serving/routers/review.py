@@ -59,7 +59,10 @@ def _zip(folder: FsPath) -> bytes:
         **errors(401, 403, 404, 409, 422),
         200: {
             "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                # Label Studio: a list of tasks; COCO: one object
+                "application/json": {
+                    "schema": {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]}
+                },
                 "application/xml": {"schema": {"type": "string"}},
                 "application/zip": {"schema": {"type": "string", "format": "binary"}},
             }
