@@ -2,7 +2,8 @@
 Playwright's Python client; Playwright's own browser download is not needed): a person uploads a
 flight through the page served by a real ``pvwind serve``, waits for the job, browses the
 results, opens the report and sees the API's findings; the HTML report opens from disk with the
-network blocked. Screenshots go to docs/img/ (the README shows them).
+network blocked. Screenshots go to $PVWIND_SCREENSHOTS (``PVWIND_SCREENSHOTS=docs/img`` refreshes the
+README's), else to a temporary folder: a test run never changes the checkout.
 
 Skips with a message when Playwright or a Chromium binary is missing (``make test`` installs
 both: ``apt-get install chromium`` as root)."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import shutil
 import sys
 import time
@@ -24,7 +26,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright's Python client is not installed (pip install playwright)"
 )
 
-SHOTS = REPO / "docs" / "img"
+SHOTS = Path(os.environ.get("PVWIND_SCREENSHOTS") or Path(tempfile.gettempdir()) / "pvwind-screenshots")
 
 
 def chromium_path() -> str | None:
