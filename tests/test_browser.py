@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
