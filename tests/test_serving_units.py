@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pg_fixtures import fresh_database, postgres_url  # noqa: F401 - postgres_url is a fixture
-from serving_fixtures import API_KEY, REPO, Server, files_param, mirror_images, serving_model
+from serving_fixtures import API_KEY, REPO, Server, files_param, metric, mirror_images, serving_model
 
 from detector.results import ImageResult
 from serving.auth import KeyConfigError, KeyStore, hash_key, key_from_headers
@@ -264,7 +264,10 @@ def test_full_queue_answers_503_with_retry_after(tmp_path, pool):
         finally:
             held.release()
         assert queue.depth == 0
-        assert "pvwind_rejected_busy_total 2.0" in c.get("/metrics").text
+        text = c.get("/metrics").text
+        assert "pvwind_rejected_busy_total 2.0" in text
+        # a 503 "busy" is not a fault of the server
+        assert metric(text, "pvwind_errors_total", code="server_error") == 0
 
 
 def test_concurrent_upload_limit(tmp_path, pool):
