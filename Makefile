@@ -48,7 +48,7 @@ $(VENV)/.browser: | $(VENV)/bin/python
 serve: $(VENV)/.serve
 	$(VENV)/bin/pvwind serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.all $(VENV)/.system $(VENV)/.browser
+test: $(VENV)/.all $(VENV)/.system $(VENV)/.browser review-tools
 	$(PY) -m pytest -q -x --durations=15 tests
 
 data: $(VENV)/.base
@@ -65,9 +65,12 @@ bench: $(VENV)/.all
 
 # Label Studio and Datumaro for the review round-trip tests, in their own venv: installed into
 # .venv they would downgrade numpy / OpenCV / Pillow. Without it those two tests skip and say so.
-review-tools:
-	$(PYTHON) -m venv build/review-venv
-	build/review-venv/bin/pip install --quiet --disable-pip-version-check label-studio label-studio-sdk datumaro
+review-tools: build/review-venv/.installed
+
+build/review-venv/.installed:
+	@($(PYTHON) -m venv build/review-venv && \
+	  build/review-venv/bin/pip install --quiet --disable-pip-version-check label-studio label-studio-sdk datumaro && \
+	  touch $@) || echo "Label Studio / Datumaro not installed: the review round-trip tests will skip"
 
 lint: $(VENV)/.all
 	$(VENV)/bin/ruff check .
