@@ -135,6 +135,17 @@ def modal_temperature(celsius: np.ndarray, mask: np.ndarray | None = None, bin_k
     return float(edges[k] + bin_k / 2)
 
 
+def nanmedian_last(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=-1)`` (NaN where a row has no finite value), by one sort: NaNs sort
+    last, so the middle of each row's finite values is found by index. ~10x numpy's masked path."""
+    s = np.sort(x, axis=-1)
+    n = np.isfinite(x).sum(-1)
+    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[..., None], -1)[..., 0]
+    hi = np.where(n % 2 == 1, lo, hi)
+    return np.where(n > 0, (lo + hi) / 2, np.nan).astype(x.dtype, copy=False)
+
+
 def block_median_level(
     celsius: np.ndarray, mask: np.ndarray, block: int, window: int, min_fraction: float = 0.2
 ) -> np.ndarray:
@@ -150,12 +161,12 @@ def block_median_level(
     enough = np.isfinite(blocks).sum(-1) >= min_fraction * block * block
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected
-        med = np.where(enough, np.nanmedian(np.where(enough[..., None], blocks, 0.0), axis=-1), np.nan)
+        med = np.where(enough, nanmedian_last(np.where(enough[..., None], blocks, np.float32(0.0))), np.nan)
         nb = max(1, round(window / block)) | 1
         pad = nb // 2
         p = np.pad(med, pad, constant_values=np.nan)
         stack = np.stack([p[i : i + bh, j : j + bw] for i in range(nb) for j in range(nb)], -1)
-        level = np.nanmedian(stack, axis=-1).astype(np.float32)
+        level = nanmedian_last(stack.astype(np.float32, copy=False))
     return cv2.resize(level, (bw * block, bh * block), interpolation=cv2.INTER_LINEAR)[:h, :w]
 
 
@@ -318,13 +329,15 @@ def find_hotspots(
     irradiance_w_m2: float | None = None,
     margin_k: float | None = None,
     config: ThermalConfig | None = None,
+    levels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Hotspot]:
     """Regions of module surface at least ``margin_k`` (default ``hotspot_margin_k``) hotter than the
-    healthy modules around them, hottest first. Independent of any model."""
+    healthy modules around them, hottest first. Independent of any model. ``levels``: this frame's
+    :func:`module_level`, when already computed."""
     cfg = config or load_thermal_config()
     margin = cfg.hotspot_margin_k if margin_k is None else margin_k
     t = celsius.astype(np.float32, copy=False)
-    mask, level = module_level(t, cfg)
+    mask, level = levels if levels is not None else module_level(t, cfg)
     if not mask.any():
         return []
     excess = np.nan_to_num(t - level, nan=0.0)

@@ -18,7 +18,7 @@ import numpy as np
 from detector.decode import DecodedImage
 from detector.priority import PriorityConfig
 from detector.radiometry import Radiometry, RadiometryNote, ThermalOverrides, read_radiometry, to_display
-from detector.thermal import Hotspot, find_hotspots, measure, module_mask, render
+from detector.thermal import Hotspot, find_hotspots, measure, module_level, render
 
 # a radiometric hot spot of this pattern is reported as this class
 PATTERN_CLASS = {"substring": "pv_diode_fault"}
@@ -77,8 +77,9 @@ def thermal_measurements(
 ) -> tuple[list[dict | None], list[Hotspot]]:
     """Per box: its measurement (for classes rated by ΔT; None otherwise), and the radiometric
     hot spots no such box covers."""
-    mask = module_mask(celsius)
-    hotspots = find_hotspots(celsius, irradiance_w_m2=irradiance_w_m2)
+    levels = module_level(celsius.astype(np.float32, copy=False))
+    mask = levels[0]
+    hotspots = find_hotspots(celsius, irradiance_w_m2=irradiance_w_m2, levels=levels)
     out: list[dict | None] = []
     covered: set[int] = set()
     for box, name in zip(boxes, class_names, strict=True):
