@@ -34,8 +34,29 @@ def build_result(
     dets_names = [names[int(c)] if int(c) < len(names) else str(int(c)) for c in dets.class_id]
     measured: list[dict | None] = [None] * len(dets)
     extra = []
+    merged: dict[int, int] = {}
     if image.celsius is not None:
         measured, extra = thermal_measurements(image.celsius, dets.xyxy, dets_names, priority_config, irradiance_w_m2)
+        # one hot spot, one finding: model boxes of a class that the same radiometric hot spot
+        # confirms are merged into the most confident of them (a thermographer reports the module once)
+        keep, best = np.ones(len(dets), bool), {}
+        for i in np.argsort(-dets.confidence, kind="stable"):
+            m = measured[i]
+            if m is None or m["hotspot"] is None:
+                continue
+            key = (dets_names[i], m["hotspot"])
+            if key in best:
+                keep[i] = False
+                merged[best[key]] = merged.get(best[key], 1) + 1
+            else:
+                best[key] = int(i)
+        if not keep.all():
+            index = np.flatnonzero(keep)
+            remap = {int(old): new for new, old in enumerate(index)}
+            merged = {remap[k]: v for k, v in merged.items()}
+            dets = dets[keep]
+            measured = [measured[i] for i in index]
+            dets_names = [dets_names[i] for i in index]
     sources = ["model"] * len(dets) + ["radiometric"] * len(extra)
     if extra:
         xyxy = np.concatenate([dets.xyxy, np.array([x.box_xyxy for x in extra], np.float32).reshape(-1, 4)])
@@ -90,8 +111,10 @@ def build_result(
                     else "not confirmed by the radiometric finder"
                 )
             )
+            if i in merged:
+                note += f" (merged {merged[i]} model boxes on this hot spot)"
             rating = rating.model_copy(update={"reasons": [*rating.reasons, note]})
-            thermal = Thermal(**{k: v for k, v in m.items() if k != "confirmed"})
+            thermal = Thermal(**{k: v for k, v in m.items() if k not in ("confirmed", "hotspot")})
         lat, lon = float(geo.latitude[i]), float(geo.longitude[i])
         located = np.isfinite(lat) and np.isfinite(lon) and geo.quality in ("estimate", "coarse")
         findings.append(

@@ -100,6 +100,7 @@ def thermal_measurements(
                 "reference": m.reference,
                 "pattern": hotspots[hit[0]].pattern if hit else None,
                 "confirmed": bool(hit),
+                "hotspot": hit[0] if hit else None,
             }
         )
     return out, [h for i, h in enumerate(hotspots) if i not in covered]

@@ -180,7 +180,8 @@ def test_inspect_pipeline_with_bad_files_and_geo(det, tmp_path):
     assert (r0.width, r0.height) == (640, 512) and r0.bytes == good[0].stat().st_size
     assert r0.geo.quality == "estimate" and r0.geo.gsd_m == pytest.approx(39 * 10.88 / 19 / 640, rel=1e-3)
     by_model = [f for f in r0.findings if f.found_by == "model"]
-    assert len(by_model) == len(det.predict([good[0]], conf=0.001)[0]) > 0
+    merged = sum(int(x.split("merged ")[1].split()[0]) - 1 for f in by_model for x in f.reasons if "merged " in x)
+    assert len(by_model) + merged == len(det.predict([good[0]], conf=0.001)[0]) > 0
     for d in r0.findings:
         assert d.location is not None and abs(d.location.latitude - r0.camera.latitude) < 2e-4
         assert d.priority in ("P1", "P2", "P3", "P4") and d.action
