@@ -159,10 +159,10 @@ def create_app(
 
 def describe_uploads(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The upload bodies as this service's settings make them: at most ``max_files`` /
-    ``job_max_files`` files of the allowed types; jobs take no flight conditions."""
+    ``job_max_files`` files of the allowed types."""
     for path, max_files, conditions in (
         ("/v1/inspections", settings.max_files, True),
-        ("/v1/jobs", settings.job_max_files, False),
+        ("/v1/jobs", settings.job_max_files, True),
     ):
         body = spec.get("paths", {}).get(path, {}).get("post", {}).get("requestBody", {})
         form = body.get("content", {}).get("multipart/form-data")

@@ -19,6 +19,7 @@ import threading
 import uuid
 
 from history.tracker import match_site
+from detector.config import Conditions
 from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
 from serving.metrics import Metrics
@@ -95,6 +96,9 @@ class JobRunner:
     def _run(self, job_id: str) -> None:
         s = self.settings
         log.info("job %s: scoring", job_id)
+        job = self.store.get_job(job_id)
+        conditions = Conditions(**job.conditions) if job is not None and job.conditions else None
+        key = self.pool.detectors[0].key_for(conditions)
         while not self._stop.is_set():
             items = self.store.pending_items(job_id, s.job_chunk_images)
             if not items:
@@ -102,8 +106,8 @@ class JobRunner:
                     log.info("job %s: done", job_id)
                     self._flight_done(job_id)
                 return
-            outcomes, by_model = self._score_chunk(items)
-            self.store.complete_items(job_id, self.owner, s.job_lease_seconds, self.pool.model_key, outcomes)
+            outcomes, by_model = self._score_chunk(items, conditions, key)
+            self.store.complete_items(job_id, self.owner, s.job_lease_seconds, key, outcomes)
             self._count(items, outcomes, by_model)
 
     def _flight_done(self, job_id: str) -> None:
@@ -136,9 +140,11 @@ class JobRunner:
             else:
                 m.labels("job", "reused").inc()
 
-    def _score_chunk(self, items: list[PendingItem]) -> tuple[list[tuple[int, ScoredResult]], set[str]]:
+    def _score_chunk(
+        self, items: list[PendingItem], conditions: Conditions | None = None, key: str | None = None
+    ) -> tuple[list[tuple[int, ScoredResult]], set[str]]:
         """Outcomes by item position, and the hashes the model scored for this chunk."""
-        version = self.pool.model_key
+        version = key or self.pool.model_key
         shas = list(dict.fromkeys(it.image_sha256 for it in items))
         known = self.store.results_for(shas, version)
         todo = [sha for sha in shas if sha not in known]
@@ -156,7 +162,7 @@ class JobRunner:
                 )
                 continue
             try:
-                decoded.append((sha, self.pool.decode(data, sha)))
+                decoded.append((sha, self.pool.decode(data, sha, conditions)))
             except Rejection as r:
                 results[sha] = ScoredResult(sha, error_code=r.code, error_status=r.status, error_message=r.message)
         if decoded:

@@ -237,7 +237,14 @@ class Store:
 
     # ------------------------------------------------------------------ jobs
     def create_job(
-        self, items: Sequence[NewItem], *, model_version: str, asset_type: str, site: str | None, flight: str | None
+        self,
+        items: Sequence[NewItem],
+        *,
+        model_version: str,
+        asset_type: str,
+        site: str | None,
+        flight: str | None,
+        conditions: dict[str, Any] | None = None,
     ) -> Job:
         """The job and its items, in one transaction (the images are already stored by ``put_image``)."""
         job = Job(
@@ -247,6 +254,7 @@ class Store:
             site=site,
             flight=flight,
             model_version=model_version,
+            conditions=conditions or None,
             total=len(items),
             done=0,
             failed=sum(1 for it in items if it.image_sha256 is None),

@@ -95,6 +95,7 @@ class Job(Base):
     site: Mapped[str | None] = mapped_column(String(200))
     flight: Mapped[str | None] = mapped_column(String(200))
     model_version: Mapped[str] = mapped_column(String(128))
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # flight conditions given (0003)
     total: Mapped[int] = mapped_column(Integer)
     done: Mapped[int] = mapped_column(Integer, default=0)  # scored
     failed: Mapped[int] = mapped_column(Integer, default=0)  # rejected at upload or when decoded

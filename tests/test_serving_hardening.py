@@ -75,8 +75,32 @@ def test_text_sent_as_files_says_files_must_be_a_file_part(client, jpeg):
 def test_flight_conditions_are_accepted_form_fields(client, jpeg):
     r = client.post("/v1/inspections", files=[("files", ("a.jpg", jpeg))], data={"irradiance_w_m2": "800"})
     assert r.status_code == 200, r.text
-    r = client.post("/v1/jobs", files=[("files", ("a.jpg", jpeg))], data={"emissivity": "0.9"})
-    _error(r, 422, "conditions_not_supported", "accepted by POST /v1/inspections")
+    r = client.post("/v1/jobs", files=[("files", ("a.jpg", jpeg))], data={"emissivity": "1.5"})
+    _error(r, 422, "bad_field", "emissivity")
+
+
+def test_a_job_keeps_its_flight_conditions(client):
+    """Conditions given with a job are stored with it (they survive a restart) and its radiometric
+    frames are read under them; the results' key names them."""
+    import time
+
+    from detector_fixtures import XT2_FRAMES
+
+    if not XT2_FRAMES:
+        pytest.skip("no XT2 frames")
+    frame = XT2_FRAMES[0]
+    data = {"irradiance_w_m2": "500", "emissivity": "0.9", "site": "plant-c"}
+    job = client.post("/v1/jobs", files=[("files", (frame.name, frame.read_bytes()))], data=data).json()
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/jobs/{job['id']}").json()["status"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    image = client.get(f"/v1/jobs/{job['id']}/results").json()["images"][0]
+    assert image["status"] == "ok" and image["thermal"]["irradiance_w_m2"] == 500
+    assert image["thermal"]["params"]["emissivity"] == 0.9 and image["thermal"]["param_sources"]["emissivity"] == "call"
+    plain = client.get("/v1/model").json()["key"]
+    assert image["model"].startswith(plain + "~")
+    assert any("500 W/m² below 600" in r for f in image["findings"] if f["thermal"] for r in f["reasons"])
 
 
 # ----------------------------------------------------------------------------- 2./3. file names

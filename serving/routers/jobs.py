@@ -99,13 +99,6 @@ async def create_job(request: Request, services: ServicesDep, pool: DetectorsDep
         limits = UploadLimits(s.job_max_files, s.max_file_bytes, s.job_max_request_bytes)
         upload = await read_upload(request, limits, on_file)
     fields = form_fields(upload)
-    if not fields.conditions.empty:
-        raise ApiError(
-            422,
-            "conditions_not_supported",
-            "flight conditions (irradiance_w_m2, emissivity, ...) are accepted by POST /v1/inspections; a job "
-            "uses the service's detector settings (PVWIND_DETECTOR_CONFIG)",
-        )
     ordered = [items[f.index] for f in upload.files]
     if all(it.image_sha256 is None for it in ordered):
         first = ordered[0]
@@ -116,7 +109,10 @@ async def create_job(request: Request, services: ServicesDep, pool: DetectorsDep
         )
     job = await anyio.to_thread.run_sync(
         lambda: store.create_job(
-            ordered, model_version=pool.model_key, asset_type=fields.asset_type, site=fields.site, flight=fields.flight
+            ordered,
+            model_version=pool.detectors[0].key_for(fields.conditions),
+            conditions=fields.conditions.model_dump(exclude_none=True),
+            asset_type=fields.asset_type, site=fields.site, flight=fields.flight
         )
     )
     rejected = sum(1 for it in ordered if it.image_sha256 is None)

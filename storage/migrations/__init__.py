@@ -7,8 +7,8 @@ new revision here, and :data:`HEAD` names the newest (``tests/test_migrations.py
 and that the migrated schema equals :mod:`storage.tables`).
 
 A new revision: ``.venv/bin/alembic -c storage/migrations/alembic.ini revision -m "what"
---rev-id 0003`` (or copy a version file), then set :data:`HEAD`.
+--rev-id 0004`` (or copy a version file), then set :data:`HEAD`.
 """
 
 BASELINE = "0001"
-HEAD = "0002"
+HEAD = "0003"
