@@ -18,8 +18,8 @@ import logging
 import threading
 import uuid
 
-from history.tracker import match_site
 from detector.config import Conditions
+from history.tracker import match_site
 from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
 from serving.metrics import Metrics

@@ -112,7 +112,9 @@ async def create_job(request: Request, services: ServicesDep, pool: DetectorsDep
             ordered,
             model_version=pool.detectors[0].key_for(fields.conditions),
             conditions=fields.conditions.model_dump(exclude_none=True),
-            asset_type=fields.asset_type, site=fields.site, flight=fields.flight
+            asset_type=fields.asset_type,
+            site=fields.site,
+            flight=fields.flight,
         )
     )
     rejected = sum(1 for it in ordered if it.image_sha256 is None)
