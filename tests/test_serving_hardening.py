@@ -325,3 +325,9 @@ def test_proxy_headers_are_treated_alike_without_keys(tmp_path):
             r = c.get("/v1/model", headers={header: value})
             _error(r, 403, "local_only", f"it came through a proxy: {header.lower()}")
         assert c.get("/healthz", headers={"X-Real-IP": "203.0.113.7"}).status_code == 200
+
+
+def test_out_of_range_paging_is_a_422_not_a_500(client):
+    """Found by schemathesis: an offset beyond the database's integers crashed the query."""
+    r = client.get("/v1/sites/x/findings", params={"offset": "23849943715732090880", "limit": "291"})
+    assert r.status_code == 422, r.text

@@ -66,7 +66,7 @@ def get_findings(
     services: ServicesDep,
     status: Annotated[Literal["open", "resolved", "all"], Query(description="open | resolved | all")] = "open",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> JSONResponse:
     try:
         return JSONResponse(queries.list_findings(services.store, site, status=status, limit=limit, offset=offset))
