@@ -16,7 +16,7 @@ from typing import Any
 
 from pvwind.cli import CLIError
 
-MAX_DEFAULT_WORKERS = 16  # without --workers: one per core up to this many (then several threads each)
+MAX_DEFAULT_WORKERS = 16  # without --workers (ONNX Runtime): one per core up to this many
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,8 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "exit codes: 0 done, 1 no image could be scored (all unreadable), 2 error, 130 interrupted"
 
 
-def _model_key(model: str | None, config: str | None) -> tuple[str, str]:
-    """(model path, result key) with the model checked up front (one clear error, not one per worker)."""
+def _model_key(model: str | None, config: str | None) -> tuple[str, str, str]:
+    """(model path, result key, backend) with the model checked up front (one clear error, not one
+    per worker)."""
     from detector import Detector
     from detector.model import ModelLoadError
 
@@ -98,7 +99,7 @@ def _model_key(model: str | None, config: str | None) -> tuple[str, str]:
         det = Detector(model, config=config, threads=1, warmup=0)
     except (ModelLoadError, FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    return str(det.info.path), det.model_key
+    return str(det.info.path), det.model_key, det.backend.name
 
 
 def _first_line(e: BaseException) -> str:
@@ -173,17 +174,17 @@ def run(args: argparse.Namespace) -> int:
     if not scan.items and not scan.problems:
         ignored = f" ({scan.ignored} other file(s) ignored: neither images nor .zip/.tar)" if scan.ignored else ""
         raise CLIError("no images found in " + ", ".join(args.archives) + ignored)
-    model_path, key = _model_key(args.model, args.config)
+    model_path, key, backend = _model_key(args.model, args.config)
     index = _open_index(args.out)
     try:
-        return _run(args, scan, model_path, key, index, formats, say, quiet)
+        return _run(args, scan, model_path, key, index, formats, say, quiet, backend)
     except SQLAlchemyError as e:  # read-only, locked or lost store: one line, not a traceback
         raise CLIError(f"the result store {shown_url(index.url)} failed: {_first_line(e)}") from None
     finally:
         index.close()
 
 
-def _run(args, scan, model_path, key, index, formats, say, quiet) -> int:  # noqa: ANN001
+def _run(args, scan, model_path, key, index, formats, say, quiet, backend) -> int:  # noqa: ANN001
     from rescore.local_runner import WorkerDied, run_local, split_threads
     from rescore.outcome import UNREADABLE, Outcome
     from rescore.plan import plan_run
@@ -220,7 +221,10 @@ def _run(args, scan, model_path, key, index, formats, say, quiet) -> int:  # noq
         if args.ray:
             _run_ray(args, p, model_path, key, index, bar, say, stats)
         else:
-            workers = args.workers or min(cores, MAX_DEFAULT_WORKERS)
+            # OpenVINO (backend auto on bf16 CPUs) runs parallel streams over every core in one process:
+            # one worker beats one per core there (bench/rescore.py); ONNX Runtime: one per core
+            default = 1 if backend == "openvino" else min(cores, MAX_DEFAULT_WORKERS)
+            workers = args.workers or default
             workers = max(1, min(workers, len(p.todo))) if p.todo else 1
             threads = split_threads(workers, args.threads, cores)
             stats.workers, stats.threads = workers, threads
