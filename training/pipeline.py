@@ -55,7 +55,20 @@ def _describe_run(run_dir: Path, weights: Path) -> str:
     model = str(yaml.safe_load(args_file.read_text()).get("model", ""))
     if model.endswith(".yaml"):
         return f"from scratch ({Path(model).name}), run {run_dir.name}"
-    return f"fine-tuned from {model}, run {run_dir.name}"
+    return f"fine-tuned from {parent_model(run_dir)}, run {run_dir.name}"
+
+
+def parent_model(run_dir: Path) -> str | None:
+    """The model folder name a run was fine-tuned from (its ``args.yaml``), None from scratch."""
+    import yaml
+
+    from training.train import _model_name
+
+    args_file = run_dir / "args.yaml"
+    if not args_file.exists():
+        return None
+    model = str(yaml.safe_load(args_file.read_text()).get("model", ""))
+    return None if not model or model.endswith(".yaml") else _model_name(Path(model))
 
 
 def current_model(models_dir: Path) -> Path | None:
@@ -106,7 +119,11 @@ def run_pipeline(
         init = resolve_init(cfg, log, models_dir) if resume is None else Init(str(resume), f"resumed {resume}")
         best = train(cfg, data_yaml, run_dir, init=init, resume=resume, log=log)
     prev = current_model(models_dir)
-    if prev is not None and init.weights and str(prev) in os.path.realpath(init.weights):
+    parent = parent_model(run_dir) if weights is not None else None
+    if parent and (models_dir / parent / "metrics.json").exists():  # packaging an earlier run of a model here
+        parent_info = json.loads((models_dir / parent / "metrics.json").read_text())
+        lineage = [*parent_info.get("lineage", []), parent]
+    elif prev is not None and init.weights and str(prev) in os.path.realpath(init.weights):
         prev_info = json.loads((prev / "metrics.json").read_text()) if (prev / "metrics.json").exists() else {}
         lineage = [*prev_info.get("lineage", []), prev.name]
     epochs_run, run_hours = _run_history(run_dir)
@@ -160,6 +177,13 @@ def run_pipeline(
             "ms_fp32": time_session(onnx_path, cfg.imgsz),
         }
         log(f"INT8: mAP50 {int8['map50']:.3f} ({int8['ms_int8']:.1f} ms vs fp32 {int8['ms_fp32']:.1f} ms)")
+    backend_parity = None
+    try:  # each runtime backend: auto may pick, against ONNX Runtime fp32 (for the model card)
+        from training.export import backend_parity as parity_of_backends
+
+        backend_parity = parity_of_backends(onnx_path, val_images, cfg.imgsz)
+    except Exception as e:  # noqa: BLE001 - e.g. openvino not installed: the card says nothing
+        log(f"backend parity not measured: {e}")
     # 5. model folder
     from training.fastcpu import fast_path_wanted
 
@@ -193,6 +217,7 @@ def run_pipeline(
         "parity": parity,
         "int8": int8,
         "thresholds": chosen,
+        "backend_parity": backend_parity,
         "lineage": lineage,
     }
     from training.card import write_card
