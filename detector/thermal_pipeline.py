@@ -18,7 +18,7 @@ import numpy as np
 from detector.decode import DecodedImage
 from detector.priority import PriorityConfig
 from detector.radiometry import Radiometry, RadiometryNote, ThermalOverrides, read_radiometry, to_display
-from detector.thermal import Hotspot, find_hotspots, measure, module_level, render
+from detector.thermal import Hotspot, find_hotspots, measure, module_level, normalised_delta_t, render
 
 # a radiometric hot spot of this pattern is reported as this class
 PATTERN_CLASS = {"substring": "pv_diode_fault"}
@@ -90,13 +90,20 @@ def thermal_measurements(
         m = measure(celsius, tuple(float(v) for v in box), irradiance_w_m2=irradiance_w_m2, mask=mask)
         hit = [i for i, h in enumerate(hotspots) if _overlaps(box, h)]
         covered.update(hit)
+        t_max, delta, delta_norm = m.t_max_c, m.delta_t_k, m.delta_t_norm_k
+        if hit and hotspots[hit[0]].t_max_c > t_max:
+            # the finding is that hot spot: its hottest pixel is the finding's T max, even where the
+            # model's box sits a little off it (ΔT against the box's own healthy-module reference)
+            t_max = hotspots[hit[0]].t_max_c
+            delta = round(t_max - m.t_ref_c, 1)
+            delta_norm = normalised_delta_t(delta, irradiance_w_m2)
         out.append(
             {
-                "t_max_c": m.t_max_c,
+                "t_max_c": t_max,
                 "t_mean_c": m.t_mean_c,
                 "t_ref_c": m.t_ref_c,
-                "delta_t_k": m.delta_t_k,
-                "delta_t_norm_k": m.delta_t_norm_k,
+                "delta_t_k": delta,
+                "delta_t_norm_k": delta_norm,
                 "reference": m.reference,
                 "pattern": hotspots[hit[0]].pattern if hit else None,
                 "confirmed": bool(hit),

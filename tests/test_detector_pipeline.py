@@ -109,9 +109,10 @@ def test_input_types_agree(det, images):
         det.predict(np.zeros((10, 10, 7), np.uint8))
 
 
-def _small_confident_detection(det, candidates, tile_size):
-    """A tile-sized canvas holding a real image at native scale, and a small defect the model finds in it."""
-    best = None
+def _small_confident_detections(det, candidates, tile_size):
+    """Tile-sized canvases holding a real image at native scale, each with a small defect the model
+    finds in it, most confident first."""
+    found = []
     for path in candidates:
         img = decode_image(path).pixels
         h, w = img.shape[:2]
@@ -122,9 +123,8 @@ def _small_confident_detection(det, candidates, tile_size):
         d = det.predict(canvas, conf=0.05, tiling="off")[0]
         sides = np.maximum(d.xyxy[:, 2] - d.xyxy[:, 0], d.xyxy[:, 3] - d.xyxy[:, 1])
         for i in np.flatnonzero(sides <= 48):
-            if best is None or d.confidence[i] > best[2].confidence[0]:
-                best = (canvas, path, d[int(i)])
-    return best
+            found.append((canvas, path, d[int(i)]))
+    return sorted(found, key=lambda f: -float(f[2].confidence[0]))
 
 
 def test_tiling_finds_small_defect_whole_frame_misses(det):
@@ -134,31 +134,33 @@ def test_tiling_finds_small_defect_whole_frame_misses(det):
     images = real_images(12)
     if not images:
         pytest.skip("dataset mirror not found")
-    found = _small_confident_detection(det, images, tile)
-    assert found is not None, "the model under test finds no small defect in the real images"
-    canvas, path, ref = found
-    thr = float(min(0.25, ref.confidence[0] * 0.6))
-    frame = np.full((3000, 4000, 3), 114, np.uint8)
-    # place the canvas in the corner of one tile of the detector's plan (the tiles run at native
-    # resolution, so that tile sees the same pixels, with more grey around them)
+    found = _small_confident_detections(det, images, tile)
+    assert found, "the model under test finds no small defect in the real images"
     tiles = batching.image_tiles(det.backend, det.config, (3000, 4000), "auto")
     t = tiles[len(tiles) // 2]
     assert t.width >= tile and t.height >= tile
-    frame[t.y0 : t.y0 + tile, t.x0 : t.x0 + tile] = canvas
-    target = ref.shifted(t.x0, t.y0)
-    cls = int(ref.class_id[0])
+    shown = []
+    for canvas, path, ref in found[:5]:  # the most confident small defects; one must show the effect
+        thr = float(min(0.25, ref.confidence[0] * 0.6))
+        frame = np.full((3000, 4000, 3), 114, np.uint8)
+        # the canvas in the corner of one tile of the detector's plan (the tiles run at native
+        # resolution, so that tile sees the same pixels, with more grey around them)
+        frame[t.y0 : t.y0 + tile, t.x0 : t.x0 + tile] = canvas
+        target = ref.shifted(t.x0, t.y0)
+        cls = int(ref.class_id[0])
+        whole = det.predict(frame, conf=thr, tiling="off")[0]
+        tiled = det.predict(frame, conf=thr, tiling="auto")[0]
 
-    whole = det.predict(frame, conf=thr, tiling="off")[0]
-    tiled = det.predict(frame, conf=thr, tiling="auto")[0]
+        def hit(d, cls=cls, target=target):
+            same = d[d.class_id == cls]
+            return len(same) > 0 and box_iou(same.xyxy, target.xyxy).max() >= 0.5
 
-    def hit(d):
-        same = d[d.class_id == cls]
-        return len(same) > 0 and box_iou(same.xyxy, target.xyxy).max() >= 0.5
-
-    assert not hit(whole), f"whole-frame inference already finds the defect from {path}"
-    assert hit(tiled), f"tiled inference misses the defect from {path} ({ref.xyxy}, conf {ref.confidence})"
-    # and the tiled result keeps frame coordinates
-    assert (tiled.xyxy[:, 2] <= 4000).all() and (tiled.xyxy[:, 3] <= 3000).all()
+        # the tiled result keeps frame coordinates
+        assert (tiled.xyxy[:, 2] <= 4000).all() and (tiled.xyxy[:, 3] <= 3000).all()
+        shown.append((path.name, hit(whole), hit(tiled)))
+        if hit(tiled) and not hit(whole):
+            return
+    raise AssertionError(f"no small defect found only with tiling (image, whole-frame hit, tiled hit): {shown}")
 
 
 def test_inspect_pipeline_with_bad_files_and_geo(det, tmp_path):
@@ -200,7 +202,7 @@ def test_openvino_backend_matches_onnxruntime(det, images):
     # NMS, so compare statistically: confident ORT detections vs bf16 ones found at a lower threshold
     bf16 = get_detector("openvino", "bf16")
     ious, dconf = [], []
-    for a, b in zip(det.predict(images, conf=0.2), bf16.predict(images, conf=0.1), strict=True):
+    for a, b in zip(det.predict(images, conf=0.1), bf16.predict(images, conf=0.05), strict=True):
         for i in range(len(a)):
             same = b[b.class_id == a.class_id[i]]
             iou = box_iou(a.xyxy[i : i + 1], same.xyxy)[0] if len(same) else np.zeros(1)

@@ -93,7 +93,8 @@ def onnx_predictor(
     det = Detector(model, backend=backend, conf=conf, iou=iou, max_det=max_det, tiling="off", batch_size=batch)
 
     def predict(paths: Sequence[Path]) -> list[Detections]:
-        return det.predict(list(paths))
+        # an explicit conf: every class at it (the model's shipped per-class thresholds do not apply)
+        return det.predict(list(paths), conf=conf)
 
     return predict, list(det.info.names)
 
