@@ -3,6 +3,8 @@ idempotently (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,10 +54,20 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            # switching a new database to WAL needs a moment without writers; SQLite answers
+            # "database is locked" at once instead of waiting (e.g. while another instance
+            # migrates it), so retry for up to the busy timeout
+            for attempt in range(300):
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or attempt == 299:
+                        raise
+                    time.sleep(0.1)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
     if create:
