@@ -21,7 +21,6 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,33 +32,9 @@ import httpx
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-MIRROR = Path(os.environ.get("DATA_MIRROR") or REPO.parent / "shared" / "datasets")
 
-
-def default_model() -> Path:
-    for p in (REPO / "models" / "current", REPO / "build" / "devmodel"):
-        if (p / "model.onnx").is_file():
-            return p
-    raise SystemExit("no model: pass --model (models/current and build/devmodel/model.onnx are missing)")
-
-
-def mirror_images(n: int) -> list[Path]:
-    """Real inspection images: DJI XT2 thermal frames, thermal tiles, RGB PV, wind blades (round robin)."""
-    pools = [
-        sorted((MIRROR / "pv_zelestra_ir" / "data" / "Test").glob("*.JPG")),
-        sorted((MIRROR / "pv_zelestra_ir" / "data" / "Train").glob("*.jpg")),
-        sorted((MIRROR / "pv_isuru_rgb" / "train").glob("*.jpg")),
-        sorted((MIRROR / "wind_iliad" / "train" / "images").glob("*.jpg")),
-        sorted((MIRROR / "wind_fans" / "train" / "images").glob("*.jpg")),
-    ]
-    out: list[Path] = []
-    i = 0
-    while len(out) < n and any(len(p) > i for p in pools):
-        out.extend(p[i] for p in pools if len(p) > i)
-        i += 1
-    if len(out) < n:
-        raise SystemExit(f"dataset mirror {MIRROR} has fewer than {n} images")
-    return out[:n]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import default_model, free_port, mirror_images  # noqa: E402  (the same helpers as the load bench)
 
 
 def large_png(source: Path, megapixels: float) -> bytes:
@@ -70,12 +45,6 @@ def large_png(source: Path, megapixels: float) -> bytes:
     buf = io.BytesIO()
     big.save(buf, "PNG", compress_level=6)
     return buf.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
