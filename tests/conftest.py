@@ -72,7 +72,8 @@ def make_mini_mirror(dest: Path, per_source: int = 40) -> Path:
             names.append(r["filename"])
     # the first images, plus a few background (no_defect) ones
     bg = [r["filename"] for r in rows if r["class"] == "no_defect"][:3]
-    chosen = set(names[:per_source]) | set(bg)
+    diode = list(dict.fromkeys(r["filename"] for r in rows if r["class"] == "diode"))[:2]  # per-cell boxes
+    chosen = set(names[:per_source]) | set(bg) | set(diode)
     (dest / "pv_zelestra_ir/data/Train").mkdir(parents=True, exist_ok=True)
     with open(dest / "pv_zelestra_ir/data/Train/_annotations.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

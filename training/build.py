@@ -31,7 +31,9 @@ import yaml
 from detector.taxonomy import TAXONOMY_PATH, Taxonomy, load_taxonomy
 from training.download import fetch_source
 from training.grouping import assign_groups, dhash_variants
+from training.palette import PaletteInverter, draw_percentiles, load_palette, palette_path, rerender
 from training.readers import Sample, read_source
+from training.relabel import merge_adjacent
 from training.sources import DATASETS_DIR, SourceManifest, load_manifests
 from training.splits import SPLITS, assign_splits, check_no_leak
 
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "build" / "dataset"
 DEFAULT_CACHE = REPO / "build" / "cache"
 MIN_BOX_PX = 2.0
-_CODE = ("build.py", "grouping.py", "splits.py", "readers.py", "sources.py", "download.py")
+_CODE = ("build.py", "grouping.py", "splits.py", "readers.py", "sources.py", "download.py", "relabel.py", "palette.py")
 
 
 def default_mirror() -> Path | None:
@@ -107,6 +109,16 @@ def _label_hygiene(s: Sample, manifest: SourceManifest, tax: Taxonomy, drops: Co
             continue
         boxes.append((cx1, cy1, cx2, cy2))
         classes.append(tax.by_name(target).id)
+    for name, gap in manifest.merge_adjacent.items():
+        k = tax.by_name(name).id
+        cells = [b for b, c in zip(boxes, classes, strict=True) if c == k]
+        if len(cells) < 2:
+            continue
+        merged = merge_adjacent(cells, gap)
+        if len(merged) < len(cells):
+            drops[f"merged_adjacent:{name}"] += len(cells) - len(merged)
+        keep = [(b, c) for b, c in zip(boxes, classes, strict=True) if c != k] + [(b, k) for b in merged]
+        boxes, classes = [b for b, _ in keep], [c for _, c in keep]
     return Item(manifest.name, s.image, boxes, classes, w, h)
 
 
@@ -118,6 +130,8 @@ def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: i
         h.update((Path(__file__).parent / f).read_bytes())
     for m in manifests:
         h.update(m.model_dump_json().encode())
+        if m.thermal is not None:
+            h.update(palette_path(m.thermal.palette).read_bytes())
         for dirpath, dirnames, filenames in os.walk(roots[m.name]):
             dirnames.sort()
             for fn in sorted(filenames):
@@ -244,7 +258,7 @@ def build_dataset(
         item_hashes.extend(hashes)
 
     check_no_leak([it.group for it in items], [it.split for it in items])
-    _write(out, items, tax, drops, fp, manifests, reviews)
+    _write(out, items, tax, drops, fp, manifests, reviews, seed)
     counts = json.loads((out / "report.json").read_text())
     return BuildReport(out, True, counts)
 
@@ -283,8 +297,12 @@ def _write(
     fp: str,
     manifests,
     reviews: dict[str, dict] | None = None,
+    seed: int = 0,
 ) -> None:
     tmp = out.with_name(out.name + ".tmp")
+    thermal = {m.name: m.thermal for m in manifests if m.thermal is not None and m.thermal.rerender is not None}
+    inverters = {name: PaletteInverter(load_palette(t.palette)) for name, t in thermal.items()}
+    rng = np.random.default_rng(seed)
     shutil.rmtree(tmp, ignore_errors=True)
     for sp in SPLITS:
         (tmp / "images" / sp).mkdir(parents=True)
@@ -300,12 +318,8 @@ def _write(
         used.add(name)
         it.out_name = name + it.path.suffix.lower()
         shutil.copyfile(it.path, tmp / "images" / it.split / it.out_name)
-        lines = []
-        for (x1, y1, x2, y2), c in zip(it.boxes, it.classes, strict=True):
-            cx, cy = (x1 + x2) / 2 / it.width, (y1 + y2) / 2 / it.height
-            bw, bh = (x2 - x1) / it.width, (y2 - y1) / it.height
-            lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
-        (tmp / "labels" / it.split / (name + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
+        label = _label_text(it)
+        (tmp / "labels" / it.split / (name + ".txt")).write_text(label)
         index.append(
             {
                 "image": f"images/{it.split}/{it.out_name}",
@@ -316,6 +330,31 @@ def _write(
                 "boxes": len(it.boxes),
             }
         )
+        th = thermal.get(it.source)
+        if th is not None and it.split == "train" and rng.random() < th.rerender.fraction:
+            # one copy as the detector would render the radiometric frame (same group, same split)
+            lo, hi = draw_percentiles(rng, th.rerender.percentile_low, th.rerender.percentile_high)
+            from PIL import Image
+
+            with Image.open(it.path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+            copy = f"{name}__rerendered"
+            Image.fromarray(rerender(rgb, inverters[it.source], (lo, hi))).save(
+                tmp / "images" / it.split / f"{copy}.jpg", quality=95
+            )
+            (tmp / "labels" / it.split / f"{copy}.txt").write_text(label)
+            index.append(
+                {
+                    "image": f"images/{it.split}/{copy}.jpg",
+                    "source": it.source,
+                    "group": it.group,
+                    "split": it.split,
+                    "original": str(it.path),
+                    "boxes": len(it.boxes),
+                    "rerendered": {"palette": th.palette, "percentiles": [round(lo, 2), round(hi, 2)]},
+                }
+            )
+            drops.setdefault(it.source, Counter())["rerendered_train_copies_added"] += 1
     data_yaml = {
         "path": str(out.resolve()),
         "train": "images/train",
@@ -330,6 +369,15 @@ def _write(
     (tmp / ".fingerprint").write_text(fp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
+
+
+def _label_text(it: Item) -> str:
+    lines = []
+    for (x1, y1, x2, y2), c in zip(it.boxes, it.classes, strict=True):
+        cx, cy = (x1 + x2) / 2 / it.width, (y1 + y2) / 2 / it.height
+        bw, bh = (x2 - x1) / it.width, (y2 - y1) / it.height
+        lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests, reviews: dict | None = None) -> dict:

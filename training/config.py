@@ -30,6 +30,7 @@ class TrainConfig(BaseModel):
     cache: str | bool
     int8: bool
     fraction: float
+    rare_class_repeat: float | None
     device: str | int | None
     ultralytics: dict[str, Any]
 

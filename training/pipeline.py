@@ -45,10 +45,19 @@ def _run_history(run_dir: Path) -> tuple[int, float | None]:
     return len(rows), float(seconds) / 3600 if seconds else None
 
 
+def _init_record(run_dir: Path) -> dict | None:
+    """What ``training.train.train`` recorded about the run's start (``init.json``), if anything."""
+    f = run_dir / "init.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
 def _describe_run(run_dir: Path, weights: Path) -> str:
-    """How the weights of an existing run were started, from its ``args.yaml``."""
+    """How the weights of an existing run were started: our ``init.json``, else Ultralytics' ``args.yaml``."""
     import yaml
 
+    rec = _init_record(run_dir)
+    if rec is not None:
+        return f"{rec['description']}, run {run_dir.name}"
     args_file = run_dir / "args.yaml"
     if not args_file.exists():
         return f"given weights {weights}"
@@ -59,11 +68,14 @@ def _describe_run(run_dir: Path, weights: Path) -> str:
 
 
 def parent_model(run_dir: Path) -> str | None:
-    """The model folder name a run was fine-tuned from (its ``args.yaml``), None from scratch."""
+    """The model folder name a run was fine-tuned from (``init.json``, else ``args.yaml``), None from scratch."""
     import yaml
 
     from training.train import _model_name
 
+    rec = _init_record(run_dir)
+    if rec is not None:
+        return _model_name(Path(rec["weights"])) if rec.get("weights") else None
     args_file = run_dir / "args.yaml"
     if not args_file.exists():
         return None

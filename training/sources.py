@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detector.taxonomy import Taxonomy
 
@@ -27,6 +27,22 @@ class Grouping(BaseModel):
     name_regex: str | None = None
     groups_file: str | None = None
     dhash_max_distance: int = 12
+
+
+class Rerender(BaseModel):
+    """Extra training copies of a thermal source's images, rendered the way the detector renders
+    radiometric frames (``training/palette.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fraction: float = Field(ge=0.0, le=1.0)  # of the train images that get one re-rendered copy
+    percentile_low: tuple[float, float]  # the low end of the range: a percentile drawn from this interval
+    percentile_high: tuple[float, float]  # the high end
+
+
+class Thermal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    palette: str  # training/palettes/<palette>.csv: the palette the source's JPEGs were rendered with
+    rerender: Rerender | None = None
 
 
 class Review(BaseModel):
@@ -55,6 +71,10 @@ class SourceManifest(BaseModel):
     source_classes: list[str]
     class_map: dict[str, str | None]
     grouping: Grouping = Grouping()
+    # per taxonomy class: boxes within this many x the smaller box's shorter side of each other are
+    # merged into one (training/relabel.py; e.g. per-cell diode-fault labels -> one box per substring)
+    merge_adjacent: dict[str, float] = {}
+    thermal: Thermal | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SourceManifest:
@@ -71,6 +91,9 @@ class SourceManifest(BaseModel):
         for src, dst in self.class_map.items():
             if dst is not None and dst not in taxonomy.names:
                 raise ValueError(f"{self.name}: {src!r} maps to {dst!r}, which is not in the taxonomy")
+        for name in self.merge_adjacent:
+            if name not in taxonomy.names:
+                raise ValueError(f"{self.name}: merge_adjacent names {name!r}, which is not in the taxonomy")
 
 
 def load_manifest(path: str | Path) -> SourceManifest:

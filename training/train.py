@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,9 +132,19 @@ def train(
         model.train(resume=True, trainer=trainer)
         return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
     init = init or Init(None, "from scratch")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # our record of where the run started (Ultralytics' args.yaml names the architecture yaml)
+    (run_dir / "init.json").write_text(json.dumps({"weights": init.weights, "description": init.description}))
+    train_yaml = data_yaml
+    if cfg.rare_class_repeat:
+        from training.sampling import write_repeated_data_yaml
+
+        train_yaml, summary = write_repeated_data_yaml(data_yaml, run_dir, cfg.rare_class_repeat, cfg.seed)
+        (run_dir / "sampling.json").write_text(json.dumps(summary, indent=1))
+        log(f"rare-class repeat (t={cfg.rare_class_repeat}): {summary['images']} -> {summary['entries']} train entries")
     model = initial_model(cfg, data_yaml, init)
     args = dict(
-        data=str(data_yaml),
+        data=str(train_yaml),
         epochs=cfg.epochs,
         imgsz=cfg.imgsz,
         batch=cfg.batch,
