@@ -218,3 +218,21 @@ def test_merge_tiles_reassembles_cut_object_and_dedups():
     assert len(m) == 2
     obj = m[m.class_id == 0]
     assert obj.xyxy[0].tolist() == pytest.approx([600, 100, 700, 150]) and obj.confidence[0] == pytest.approx(0.8)
+
+
+def test_auto_backend_takes_int8_only_where_the_cpu_has_int8_dot_products():
+    from detector_fixtures import model_dir
+
+    from detector.model import INT8_FILE, choose_backend, cpu_has_bf16, cpu_has_int8_dot, int8_verdict
+
+    model = model_dir() / "model.onnx"
+    choice = choose_backend(model)
+    if cpu_has_bf16():
+        assert choice.backend in ("openvino", "onnxruntime")
+        return
+    allowed, _ = int8_verdict(model, 0.01)
+    int8 = allowed and cpu_has_int8_dot()
+    assert choice.backend == "onnxruntime"
+    assert (choice.path.name == INT8_FILE) == int8 and choice.precision == ("int8" if int8 else "f32")
+    if allowed and not int8:
+        assert "VNNI" in choice.reason

@@ -37,7 +37,7 @@ KNOWN_MISSES = {
         "pv_electrical_damage-1",
         "pv_physical_damage-0",
         "pv_physical_damage-1",
-        "issue-blade-tip",
+        "blade_oil_leak-1",
     },
 }
 
