@@ -30,7 +30,9 @@ def test_schemathesis_finds_no_server_error(tmp_path):
                 "--exclude-checks", "positive_data_acceptance,negative_data_rejection,use_after_free",
                 "--header", f"X-API-Key: {API_KEY}",
                 "--max-examples", "15", "--seed", "1", "--workers", "1",
-                "--request-timeout", "60",
+                # a hang still fails; a slow shared machine does not (a request once took over 60 s
+                # there under load; speed is measured in bench/, never asserted in a test)
+                "--request-timeout", "300",
             ],
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )  # fmt: skip

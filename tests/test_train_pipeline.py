@@ -133,19 +133,29 @@ def test_evaluate_rejects_unknown_class_names(trained, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "rust" in err[0]
 
 
-def test_promotion_only_when_better(trained, tmp_path):
+def test_promotion_only_when_better_on_validation(trained, mini_dataset, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(trained / "tiny-v1", models / "a")
     shutil.copytree(trained / "tiny-v1", models / "b")
     (models / "current").symlink_to("a")
     info = json.loads((models / "a/metrics.json").read_text())
-    fp, ev = info["training"]["dataset_fingerprint"], info["evaluation"]
-    data = Path(info["evaluation"]["data"])
-    assert not decide_promotion(models, models / "b", ev, fp, data, log=lambda *_: None)  # equal: keep
+    fp, val = info["training"]["dataset_fingerprint"], info["validation"]
+    assert val["split"] == "val"
+    data = Path(mini_dataset)
+    # the current model's test figures play no part: a far better test score of "a" changes nothing
+    info["evaluation"] = dict(info["evaluation"], map50_95=1.0, map50=1.0)
+    (models / "a/metrics.json").write_text(json.dumps(info))
+    assert not decide_promotion(models, models / "b", val, fp, data, log=lambda *_: None)  # equal: keep
     assert os.readlink(models / "current") == "a"
-    better = dict(ev, map50_95=ev["map50_95"] + 0.1)
+    better = dict(val, map50_95=val["map50_95"] + 0.1)
     assert decide_promotion(models, models / "b", better, fp, data, log=lambda *_: None)
     assert os.readlink(models / "current") == "b"
+    # a current model without recorded validation figures is evaluated on val, not on test
+    del info["validation"]
+    (models / "a/metrics.json").write_text(json.dumps(info))
+    os.remove(models / "current")
+    (models / "current").symlink_to("a")
+    assert not decide_promotion(models, models / "b", val, fp, data, log=lambda *_: None)
 
 
 def _free_port() -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from training.sources import load_manifests
 
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "docs" / "experiments.md"
+
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
@@ -96,6 +98,16 @@ def write_card(folder: Path, info: dict) -> Path:
                 lines.append(
                     f"| {name} | {r['max_abs_diff_scores']:.2e} | {r['detections_found']}/{r['detections_reference']} |"
                 )
+    val = info.get("validation")
+    if val:
+        lines += [
+            "",
+            f"Validation split (what promotion decides on): mAP50 {_pct(val['map50'])}, "
+            f"mAP50-95 {_pct(val['map50_95'])}.",
+        ]
+    if EXPERIMENTS.is_file():  # the recipe history, kept by hand with every run that was measured
+        lines += ["", "## Experiments", "", f"From `docs/{EXPERIMENTS.name}` at packaging time:", ""]
+        lines += [ln for ln in EXPERIMENTS.read_text().splitlines() if ln.startswith("|")]
     lines += ["", "## Data sources", ""]
     for m in load_manifests():
         lines.append(

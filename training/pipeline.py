@@ -164,10 +164,14 @@ def run_pipeline(
     )
     # 4. per-class thresholds chosen on validation (shipped with the model), then the test split
     from training.evaluate import collect
+    from training.metrics import coco_map
     from training.thresholds import choose, write_thresholds
 
     vgts, vpreds, vnames, _ = collect(onnx_path, data_yaml, "val")
     chosen = choose(vgts, vpreds, vnames)
+    val_ev = coco_map(vgts, vpreds, vnames)  # what promotion decides on (the test split only reports)
+    val_ev = {"split": "val", "map50": val_ev["map50"], "map50_95": val_ev["map50_95"]}
+    log(f"val split (ONNX via detector): mAP50 {val_ev['map50']:.3f}, mAP50-95 {val_ev['map50_95']:.3f}")
     write_thresholds(staging, chosen)
     log("per-class thresholds (chosen on val): " + ", ".join(f"{k} {v['threshold']:.2f}" for k, v in chosen.items()))
     # evaluation through detector/
@@ -225,6 +229,7 @@ def run_pipeline(
             "ultralytics": cfg.ultralytics,
         },
         "evaluation": ev,
+        "validation": val_ev,
         "ultralytics_val": uv,
         "parity": parity,
         "int8": int8,
@@ -240,16 +245,17 @@ def run_pipeline(
     staging.replace(final)
     log(f"model folder: {final}")
     # 6. promotion
-    decide_promotion(models_dir, final, ev, fingerprint, data_yaml, log)
+    decide_promotion(models_dir, final, val_ev, fingerprint, data_yaml, log)
     return final
 
 
 def decide_promotion(
-    models_dir: Path, folder: Path, ev: dict, fingerprint: str, data_yaml: Path, log: Callable[[str], None] = print
+    models_dir: Path, folder: Path, val_ev: dict, fingerprint: str, data_yaml: Path, log: Callable[[str], None] = print
 ) -> bool:
-    """Replace ``models/current`` only when the new model scores higher (mAP50-95, then
-    mAP50) on the same test split; the current model is re-evaluated when its
-    recorded figures come from another build of the data."""
+    """Replace ``models/current`` only when the new model scores higher (mAP50-95, then mAP50) on
+    the **validation** split of the same build: the test split reports, it never chooses. The current
+    model is re-evaluated when its recorded figures come from another build of the data (or predate
+    recorded validation figures)."""
     cur = current_model(models_dir)
     if cur is None:
         promote(models_dir, folder)
@@ -260,15 +266,15 @@ def decide_promotion(
     from training.evaluate import evaluate
 
     cur_info = json.loads((cur / "metrics.json").read_text()) if (cur / "metrics.json").exists() else {}
-    if cur_info.get("training", {}).get("dataset_fingerprint") == fingerprint and cur_info.get("evaluation"):
-        cur_ev = cur_info["evaluation"]
+    if cur_info.get("training", {}).get("dataset_fingerprint") == fingerprint and cur_info.get("validation"):
+        cur_ev = cur_info["validation"]
     else:
-        cur_ev = evaluate(cur / "model.onnx", data_yaml, "test")
-    new_key = (round(ev["map50_95"], 4), round(ev["map50"], 4))
+        cur_ev = evaluate(cur / "model.onnx", data_yaml, "val")
+    new_key = (round(val_ev["map50_95"], 4), round(val_ev["map50"], 4))
     cur_key = (round(cur_ev["map50_95"], 4), round(cur_ev["map50"], 4))
     if new_key > cur_key:
         promote(models_dir, folder)
-        log(f"models/current -> {folder.name}: mAP50-95 {new_key[0]:.3f} > {cur_key[0]:.3f} ({cur.name})")
+        log(f"models/current -> {folder.name}: val mAP50-95 {new_key[0]:.3f} > {cur_key[0]:.3f} ({cur.name})")
         return True
-    log(f"models/current stays {cur.name}: mAP50-95 {cur_key[0]:.3f} >= {new_key[0]:.3f} of {folder.name}")
+    log(f"models/current stays {cur.name}: val mAP50-95 {cur_key[0]:.3f} >= {new_key[0]:.3f} of {folder.name}")
     return False
