@@ -139,6 +139,10 @@ class InferenceQueue:
                     self._on_run(time.perf_counter() - t0)
                 task.slot.release()  # before the waiter sees the result: its room is free again
                 task.future.set_result(result)
+                del result
+            # the task (its function, and through it the request's decoded pixels) must not stay alive
+            # while this thread waits for the next one
+            del task
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking work, let queued tasks finish, stop the workers."""

@@ -367,3 +367,31 @@ def test_serving_imports_without_torch():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert p.returncode == 0, p.stderr
+
+
+def test_inference_worker_lets_go_of_a_finished_task():
+    """A worker waiting for work must not keep its last task (and the pixels its function holds) alive."""
+    import gc
+    import time
+    import weakref
+
+    import numpy as np
+
+    from serving.queue import InferenceQueue
+
+    q = InferenceQueue([None], max_images=4)
+    try:
+        pixels = np.zeros((1000, 1000, 3), np.uint8)
+        ref = weakref.ref(pixels)
+        with q.reserve(1) as slot:
+            fut = q.submit(slot, lambda ctx, p=pixels: int(p.shape[0]))
+            assert fut.result(10) == 1000
+        del pixels, fut
+        for _ in range(50):
+            gc.collect()
+            if ref() is None:
+                break
+            time.sleep(0.02)
+        assert ref() is None
+    finally:
+        q.close()
