@@ -22,6 +22,7 @@ from detector.config import Conditions
 from history.tracker import match_site
 from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
+from serving.memory import LargeImages, header_pixels, release_memory
 from serving.metrics import Metrics
 from serving.queue import BACKGROUND, InferenceQueue
 from serving.settings import Settings
@@ -33,9 +34,17 @@ log = logging.getLogger("pvwind.jobs")
 
 class JobRunner:
     def __init__(
-        self, store: Store, pool: DetectorPool, queue: InferenceQueue, settings: Settings, metrics: Metrics
+        self,
+        store: Store,
+        pool: DetectorPool,
+        queue: InferenceQueue,
+        settings: Settings,
+        metrics: Metrics,
+        large_images: LargeImages | None = None,
     ) -> None:
         self.store = store
+        # shared with POST /v1/inspections: large images of jobs take the same permits
+        self.large_images = large_images or LargeImages(settings.max_large_decodes if settings else 1)
         self.pool = pool
         self.queue = queue
         self.settings = settings
@@ -150,38 +159,63 @@ class JobRunner:
         todo = [sha for sha in shas if sha not in known]
         blobs = self.store.image_bytes(todo)
         results: dict[str, ScoredResult] = {sha: ScoredResult(sha, r) for sha, r in known.items()}
-        decoded = []
+        present = []
         for sha in todo:
-            data = blobs.get(sha)
-            if data is None:
+            if blobs.get(sha) is None:
                 results[sha] = ScoredResult(
                     sha,
                     error_code="image_missing",
                     error_status=500,
                     error_message="the stored image bytes are missing",
                 )
+            else:
+                present.append(sha)
+        # images up to large_image_pixels together; each larger one alone, under a large-image permit
+        limit = self.settings.large_image_pixels
+        sizes = {sha: header_pixels(blobs[sha]) for sha in present}
+        small = [sha for sha in present if sizes[sha] is not None and sizes[sha] <= limit]
+        decoded = self._decode_and_score(small, blobs, conditions, results)
+        for sha in present:
+            if sha in small:
                 continue
+            with self.large_images.hold_sync():
+                decoded += self._decode_and_score([sha], blobs, conditions, results)
+            blobs.pop(sha, None)
+            release_memory()
+        by_model = {sha for sha in decoded if results[sha].result is not None}
+        return [(it.position, results[it.image_sha256]) for it in items], by_model
+
+    def _decode_and_score(
+        self, shas: list[str], blobs: dict[str, bytes], conditions: Conditions | None, results: dict[str, ScoredResult]
+    ) -> list[str]:
+        """Decode ``shas`` and score them in one task; their outcomes go to ``results``. Returns the
+        hashes that reached the model. No pixels outlive the call."""
+        decoded = []
+        for sha in shas:
             try:
-                decoded.append((sha, self.pool.decode(data, sha, conditions)))
+                decoded.append((sha, self.pool.decode(blobs[sha], sha, conditions)))
             except Rejection as r:
                 results[sha] = ScoredResult(sha, error_code=r.code, error_status=r.status, error_message=r.message)
-        if decoded:
-            slot = self.queue.reserve(len(decoded), wait=True)
-            fut = self.queue.submit(slot, lambda det: score(det, [d for _, d in decoded]), BACKGROUND)
-            try:
-                scored = fut.result()
-            except Exception as e:
-                log.exception("scoring failed for %d image(s)", len(decoded))
-                scored = [e] * len(decoded)
-            for (sha, _), res in zip(decoded, scored, strict=True):
-                if isinstance(res, Exception):
-                    results[sha] = ScoredResult(
-                        sha,
-                        error_code="scoring_failed",
-                        error_status=500,
-                        error_message=f"the model failed on this image: {type(res).__name__}",
-                    )
-                else:
-                    results[sha] = ScoredResult(sha, res)
-        by_model = {sha for sha, _ in decoded if results[sha].result is not None}
-        return [(it.position, results[it.image_sha256]) for it in items], by_model
+        if not decoded:
+            return []
+        names = [sha for sha, _ in decoded]
+        images = [[d for _, d in decoded]]  # the task's only reference to the pixels (see scoring.py)
+        del decoded
+        slot = self.queue.reserve(len(names), wait=True)
+        fut = self.queue.submit(slot, lambda det: score(det, images.pop()), BACKGROUND)
+        try:
+            scored = fut.result()
+        except Exception as e:
+            log.exception("scoring failed for %d image(s)", len(names))
+            scored = [e] * len(names)
+        for sha, res in zip(names, scored, strict=True):
+            if isinstance(res, Exception):
+                results[sha] = ScoredResult(
+                    sha,
+                    error_code="scoring_failed",
+                    error_status=500,
+                    error_message=f"the model failed on this image: {type(res).__name__}",
+                )
+            else:
+                results[sha] = ScoredResult(sha, res)
+        return names

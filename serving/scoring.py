@@ -13,33 +13,19 @@ request answers.
 from __future__ import annotations
 
 import asyncio
-import io
-import warnings
 from collections.abc import Sequence
 
 import anyio
-from PIL import Image as PILImage
 
 from detector.decode import DecodedImage
 from detector.results import ImageResult
 from serving.detectors import DetectorPool, score
 from serving.errors import ApiError, Rejection, busy
+from serving.memory import header_pixels, release_memory
 from serving.queue import INTERACTIVE, QueueFull, Slot
-from serving.services import Services, release_memory
+from serving.services import Services
 from serving.upload import Upload, UploadedFile
 from serving.validation import FormFields, check_type
-
-
-def header_pixels(data: bytes) -> int | None:
-    """Width x height from the image header (no pixel decoded); None when unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            with PILImage.open(io.BytesIO(data)) as im:
-                w, h = im.size
-    except Exception:  # noqa: BLE001 - Pillow raises many types on bad headers (and on bombs)
-        return None
-    return w * h
 
 
 async def score_upload(services: Services, pool: DetectorPool, upload: Upload, fields: FormFields) -> list[ImageResult]:

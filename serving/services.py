@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-
-import anyio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from serving.auth import KeyStore
 from serving.detectors import DetectorPool, ModelNotLoaded
 from serving.errors import busy
+from serving.memory import LargeImages
 from serving.metrics import Metrics
 from serving.queue import InferenceQueue
 from serving.runner import JobRunner
@@ -23,88 +20,6 @@ from serving.upload import UploadPace, current_pace
 from storage.store import Store
 
 log = logging.getLogger("pvwind.serve")
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return getattr(libc, "malloc_trim", None)  # glibc only
-    except OSError:
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand freed heap memory back to the system (glibc ``malloc_trim``; nothing elsewhere).
-    Decoding and tiling a large image leave the allocator's arenas large; without this the
-    process keeps that size after the arrays are freed."""
-    if _TRIM is not None:
-        _TRIM(0)
-
-
-class LargeImages:
-    """At most ``limit`` large images held decoded at once, across requests (and threads).
-    A holder keeps its permit from decode until the model has scored the image."""
-
-    def __init__(
-        self,
-        limit: int,
-        on_change: Callable[[int], None] | None = None,
-        on_wait: Callable[[], None] | None = None,
-    ) -> None:
-        self.limit = limit
-        self.active = 0
-        self._cond = threading.Condition()
-        self._on_change = on_change
-        self._on_wait = on_wait
-
-    def try_acquire(self) -> bool:
-        with self._cond:
-            if self.active >= self.limit:
-                return False
-            self.active += 1
-            self._changed()
-            return True
-
-    def release(self) -> None:
-        with self._cond:
-            self.active -= 1
-            self._changed()
-            self._cond.notify()
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(self.active)
-
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        """A permit for one large image (waits on the event loop without blocking it)."""
-        if not self.try_acquire():
-            if self._on_wait is not None:
-                self._on_wait()
-            while not self.try_acquire():
-                await anyio.sleep(0.05)
-        try:
-            yield
-        finally:
-            self.release()
-
-    @contextmanager
-    def hold_sync(self) -> Iterator[None]:
-        """The same for a worker thread (e.g. a job runner)."""
-        with self._cond:
-            if self.active >= self.limit and self._on_wait is not None:
-                self._on_wait()
-            while self.active >= self.limit:
-                self._cond.wait()
-            self.active += 1
-            self._changed()
-        try:
-            yield
-        finally:
-            self.release()
 
 
 class Services:
@@ -152,7 +67,7 @@ class Services:
             return
         pool = self.detectors
         self.queue = InferenceQueue(pool.detectors, s.queue_max_images, on_depth=self.metrics.queue_depth.set)
-        self.runner = JobRunner(self.store, pool, self.queue, s, self.metrics)
+        self.runner = JobRunner(self.store, pool, self.queue, s, self.metrics, self.large_images)
         self.runner.start()
         self.metrics.model_loaded.set(1)
         log.info("model %s ready (%d classes, %s)", pool.model_key, len(pool.names), pool.backend)

@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     max_large_decodes: int = Field(
         1,
         gt=0,
-        description="Large images of POST /v1/inspections held decoded at once across the service (from decode "
-        "until scored); the others wait.",
+        description="Large images held decoded at once across the service, by POST /v1/inspections and the job "
+        "runners alike (from decode until scored); the others wait.",
     )
 
     # --- inference and back-pressure

@@ -395,3 +395,52 @@ def test_inference_worker_lets_go_of_a_finished_task():
         assert ref() is None
     finally:
         q.close()
+
+
+def test_job_runner_decodes_a_large_image_only_under_a_permit(tmp_path):
+    """Large images of a job take the same service-wide permits as those of POST /v1/inspections:
+    while another holder has the only permit, the job's large image waits (its small one does not)."""
+    import io
+    import threading
+
+    from PIL import Image
+    from serving_fixtures import mirror_images, serving_model
+
+    from serving.detectors import DetectorPool
+    from serving.memory import LargeImages
+    from serving.metrics import Metrics
+    from serving.queue import InferenceQueue
+    from serving.runner import JobRunner
+    from serving.settings import Settings
+    from storage.store import NewImage, PendingItem, Store
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", large_image_pixels=1_000_000)
+    store = Store.from_url(settings.database_url)
+    pool = DetectorPool(serving_model(), threads=1)
+    queue = InferenceQueue([d for d in pool.detectors], max_images=8)
+    permits = LargeImages(1)
+    runner = JobRunner(store, pool, queue, settings, Metrics(), permits)
+    small = mirror_images(1)[0].read_bytes()
+    with Image.open(mirror_images(1)[0]) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").resize((1500, 1500)).save(buf, "JPEG", quality=80)  # 2.25 MP > 1 MP
+    large = buf.getvalue()
+    shas = [store.put_image(NewImage(d, "image/jpeg")) for d in (small, large)]
+    items = [PendingItem("job", i, f"{i}.jpg", sha) for i, sha in enumerate(shas)]
+    out: list = []
+    try:
+        assert permits.try_acquire()  # someone else holds the only permit
+        t = threading.Thread(target=lambda: out.append(runner._score_chunk(items)), daemon=True)
+        t.start()
+        t.join(3.0)
+        assert t.is_alive() and not out  # the large image waits for the permit
+        permits.release()
+        t.join(120)
+        assert not t.is_alive()
+        outcomes, by_model = out[0]
+        assert [r.result is not None and r.result.ok for _, r in outcomes] == [True, True]
+        assert outcomes[1][1].result.width == 1500 and by_model == set(shas)
+        assert permits.active == 0
+    finally:
+        queue.close()
+        store.close()
