@@ -26,6 +26,7 @@ ENV = {
     "PVWIND_UPLOAD_MIN_BYTES_PER_SECOND": "4000",
     "PVWIND_LARGE_IMAGE_PIXELS": "3000000",
     "PVWIND_MAX_LARGE_DECODES": "1",
+    "PVWIND_HEADER_TIMEOUT_SECONDS": "2",
 }
 
 
@@ -260,6 +261,35 @@ def test_slow_uploads_get_408_and_do_not_starve_the_others(server, client):
     assert "while another client waited for an upload slot" in texts  # the one that made room
     assert "below the minimum of 4000 bytes/s (after 2 s)" in texts  # the others, after the grace period
     assert time.monotonic() - t0 < 20
+
+
+def test_trickled_headers_get_408_and_the_connection_closed(server, client):
+    """Slowloris on the headers: uvicorn alone would keep such a connection open for ever."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    t0 = time.monotonic()
+    try:
+        s.sendall(b"GET /v1/model HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answer = b""
+        for ch in b"X-Slow: " + b"a" * 40:  # one byte every 0.25 s: 12 s of headers if let through
+            try:
+                s.sendall(bytes([ch]))
+            except OSError:
+                break
+            if select.select([s], [], [], 0.25)[0]:
+                answer = s.recv(65536)
+                break
+        answer += _answer(s).encode("latin-1")
+    finally:
+        s.close()
+    text = answer.decode("latin-1")
+    assert text.startswith("HTTP/1.1 408 "), text[:300]
+    assert '"code":"header_timeout"' in text
+    assert 1.5 < time.monotonic() - t0 < 8
+    # a client that keeps its connection and pauses between requests is not affected
+    assert client.get("/v1/model").status_code == 200
+    time.sleep(2.5)
+    assert client.get("/v1/model").status_code == 200
+    assert "request headers incomplete after 2 s" in server.log()
 
 
 # ----------------------------------------------------------------------------- 6. large images

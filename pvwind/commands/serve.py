@@ -100,12 +100,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.app import create_app
+    from serving.http import protocol_class
 
     app = create_app(settings, keys=keys)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.header_timeout_seconds),  # type: ignore[arg-type]
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
         access_log=args.log_level == "debug",  # query values masked (serving.app.RedactQuery)
