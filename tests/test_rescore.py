@@ -735,3 +735,28 @@ def test_diff_findings_matches_by_class_and_overlap():
     assert [(x.class_name, x.box.x1) for x in appeared] == [("diode", 100), ("soiling", 0)]
     assert [(x.class_name, x.box.x1) for x in vanished] == [("hotspot", 50), ("diode", 0)]
     assert [(o.priority, n.priority) for o, n in changed] == [("P3", "P2")]
+
+
+# ------------------------------------------------------------------------------ report --store
+def test_report_from_the_store_holds_the_flights_findings(local_run, archive, tmp_path, capsys):
+    from pvwind.cli import main
+
+    url = f"sqlite:///{local_run}"
+    flight = "site_b/flight_1"  # the DJI XT2 frames
+    out = tmp_path / "report.html"
+    assert main(["report", "--store", url, "--flight", flight, "--out", str(out), "--no-previews"]) == 0
+    html = out.read_text("utf-8")
+    results = db_results(local_run)
+    shas = {sha for src, sha in archive.readable.items() if f"{os.sep}site_b{os.sep}flight_1{os.sep}" in src}
+    assert shas and shas <= set(results)
+    findings = [f for sha in shas for f in results[sha].findings]
+    assert findings
+    assert flight in html
+    for name in {f.class_name for f in findings}:
+        assert name in html
+    assert html.count("<tr") >= len(findings)  # a row per finding (and the header rows)
+    # an unknown flight: exit 2 and one line naming the flights there are
+    capsys.readouterr()
+    assert main(["report", "--store", url, "--flight", "site_z/nothing", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no flight 'site_z/nothing'" in err[0] and "site_a/flight_1" in err[0]
