@@ -70,8 +70,8 @@ def header_deadline_protocol(base: type, seconds: float) -> type:
     return HeaderDeadline
 
 
-def protocol_class(seconds: float | None) -> type | str:
-    """What to pass as uvicorn's ``http``: its automatic choice, with the deadline when ``seconds``."""
+def protocol_class(seconds: float) -> type | str:
+    """What to pass as uvicorn's ``http``: its automatic choice, with the deadline unless ``seconds`` is 0."""
     if not seconds:
         return "auto"
     try:

@@ -9,7 +9,7 @@ import ctypes.util
 import io
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
 import anyio
@@ -26,6 +26,26 @@ def header_pixels(data: bytes) -> int | None:
     except Exception:  # noqa: BLE001 - Pillow raises many types on bad headers (and on bombs)
         return None
     return w * h
+
+
+def decode_plan(sizes: Sequence[int | None], limit: int) -> tuple[list[list[int]], list[int]]:
+    """How to decode images of these header sizes within ``limit`` pixels: (groups, large). ``groups``
+    are positions of the images up to ``limit`` each, in order, in groups of at most ``limit`` pixels
+    in all (decoded and scored together); ``large`` the others, each decoded alone under a permit
+    (an unreadable header counts as large: its decode is refused quickly, under the permit)."""
+    groups: list[list[int]] = []
+    large: list[int] = []
+    total = 0
+    for i, px in enumerate(sizes):
+        if px is None or px > limit:
+            large.append(i)
+            continue
+        if not groups or total + px > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += px
+    return groups, large
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

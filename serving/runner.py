@@ -22,7 +22,7 @@ from detector.config import Conditions
 from history.tracker import match_site
 from serving.detectors import DetectorPool, score
 from serving.errors import Rejection
-from serving.memory import LargeImages, header_pixels, release_memory
+from serving.memory import LargeImages, decode_plan, header_pixels, release_memory
 from serving.metrics import Metrics
 from serving.queue import BACKGROUND, InferenceQueue
 from serving.settings import Settings
@@ -170,17 +170,15 @@ class JobRunner:
                 )
             else:
                 present.append(sha)
-        # images up to large_image_pixels together; each larger one alone, under a large-image permit
-        limit = self.settings.large_image_pixels
-        sizes = {sha: header_pixels(blobs[sha]) for sha in present}
-        small = [sha for sha in present if sizes[sha] is not None and sizes[sha] <= limit]
-        decoded = self._decode_and_score(small, blobs, conditions, results)
-        for sha in present:
-            if sha in small:
-                continue
+        # as a request does: groups of at most large_image_pixels, each larger image alone under a permit
+        groups, large = decode_plan([header_pixels(blobs[sha]) for sha in present], self.settings.large_image_pixels)
+        decoded: list[str] = []
+        for group in groups:
+            decoded += self._decode_and_score([present[i] for i in group], blobs, conditions, results)
+        for i in large:
             with self.large_images.hold_sync():
-                decoded += self._decode_and_score([sha], blobs, conditions, results)
-            blobs.pop(sha, None)
+                decoded += self._decode_and_score([present[i]], blobs, conditions, results)
+            blobs.pop(present[i], None)
             release_memory()
         by_model = {sha for sha in decoded if results[sha].result is not None}
         return [(it.position, results[it.image_sha256]) for it in items], by_model

@@ -21,7 +21,7 @@ from detector.decode import DecodedImage
 from detector.results import ImageResult
 from serving.detectors import DetectorPool, score
 from serving.errors import ApiError, Rejection, busy
-from serving.memory import header_pixels, release_memory
+from serving.memory import decode_plan, header_pixels, release_memory
 from serving.queue import INTERACTIVE, QueueFull, Slot
 from serving.services import Services
 from serving.upload import Upload, UploadedFile
@@ -52,24 +52,13 @@ async def score_upload(services: Services, pool: DetectorPool, upload: Upload, f
             raise busy(s.retry_after_seconds, "the inference queue is full") from None
         with slot:
             sizes = await anyio.to_thread.run_sync(lambda: [header_pixels(f.data or b"") for f in accepted])
-            # unreadable headers count as large: decoding them is refused quickly, under the permit
-            large = [f for f, px in zip(accepted, sizes, strict=True) if px is None or px > s.large_image_pixels]
-            # the others in groups of at most large_image_pixels, so a request never holds more decoded at once
-            groups: list[list[UploadedFile]] = []
-            total = 0
-            for f, px in zip(accepted, sizes, strict=True):
-                if px is None or px > s.large_image_pixels:
-                    continue
-                if not groups or total + px > s.large_image_pixels:
-                    groups.append([])
-                    total = 0
-                groups[-1].append(f)
-                total += px
+            # at most large_image_pixels decoded at once; each larger image alone, under a permit
+            groups, large = decode_plan(sizes, s.large_image_pixels)
             for group in groups:
-                await _score_group(services, pool, slot, group, fields, scored, rejected)
-            for f in large:
+                await _score_group(services, pool, slot, [accepted[i] for i in group], fields, scored, rejected)
+            for i in large:
                 async with services.large_images.hold():
-                    await _score_group(services, pool, slot, [f], fields, scored, rejected)
+                    await _score_group(services, pool, slot, [accepted[i]], fields, scored, rejected)
                     await anyio.to_thread.run_sync(release_memory)
             slot.release()  # the images refused by the decoder
     out = []

@@ -74,11 +74,11 @@ class Settings(BaseSettings):
         description="Uploads read at once (memory bound: this x max_request_bytes); more get 503, unless a "
         "slot holder is below upload_min_bytes_per_second: that one is cut off (408) and the newcomer served.",
     )
-    header_timeout_seconds: float | None = Field(
+    header_timeout_seconds: float = Field(
         10.0,
-        gt=0,
+        ge=0,
         description="Seconds from a request's first byte to the end of its headers; past it 408 and the "
-        "connection is closed (a client trickling headers holds no connection). null: no deadline.",
+        "connection is closed (a client trickling headers holds no connection). 0 = no deadline.",
     )
     upload_timeout_seconds: float = Field(
         300.0, gt=0, description="Seconds the body of a POST /v1/inspections may take to arrive (408 upload_timeout)."

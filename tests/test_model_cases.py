@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from detector_fixtures import MIRROR, SHIPPED
 
 from detector import Detector
+from detector.nms import box_iou
 
 CASES = json.loads((Path(__file__).parent / "data" / "model_cases.json").read_text())
 ISSUE_CASE = {
@@ -58,12 +60,6 @@ def shipped() -> Detector:
     return Detector(SHIPPED, backend="onnxruntime")  # the fp32 reference: the same answer on every CPU
 
 
-def _iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def _labelled_boxes(case: dict, path: Path, width: int, height: int) -> list[list[float]]:
     if case["box"] is not None:
         boxes = [case["box"]]
@@ -87,7 +83,8 @@ def test_the_shipped_model_finds_the_labelled_class(shipped, case_id, case, requ
     assert res.ok, res.error
     labels = _labelled_boxes(case, path, res.width, res.height)
     found = [f for f in res.findings if f.class_name == case["class"]]
-    best = max((_iou(lb, (f.box.x1, f.box.y1, f.box.x2, f.box.y2)) for lb in labels for f in found), default=0.0)
+    found_boxes = [(f.box.x1, f.box.y1, f.box.x2, f.box.y2) for f in found]
+    best = float(box_iou(np.array(labels), np.array(found_boxes)).max()) if found_boxes else 0.0
     assert best >= 0.3, (
         f"{case['why']}: no {case['class']} over the label (best IoU {best:.2f}); "
         f"found {[(f.class_name, round(f.confidence, 2)) for f in res.findings]}"

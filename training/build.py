@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from detector.taxonomy import TAXONOMY_PATH, Taxonomy, load_taxonomy
 from training.download import fetch_source
@@ -78,8 +79,6 @@ class BuildReport:
 
 def _label_hygiene(s: Sample, manifest: SourceManifest, tax: Taxonomy, drops: Counter) -> Item | None:
     try:
-        from PIL import Image
-
         with Image.open(s.image) as im:
             im.verify()
         with Image.open(s.image) as im:
@@ -334,8 +333,6 @@ def _write(
         if th is not None and it.split == "train" and rng.random() < th.rerender.fraction:
             # one copy as the detector would render the radiometric frame (same group, same split)
             lo, hi = draw_percentiles(rng, th.rerender.percentile_low, th.rerender.percentile_high)
-            from PIL import Image
-
             with Image.open(it.path) as im:
                 rgb = np.asarray(im.convert("RGB"))
             copy = f"{name}__rerendered"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from training.evaluate import label_path
+
 REPO = Path(__file__).resolve().parent.parent
 CASES_FILE = REPO / "tests" / "data" / "model_cases.json"
 
@@ -27,8 +29,7 @@ def pick_cases(dataset: Path, mirror: Path, min_boxes: int = 15) -> list[dict]:
     for r in index:
         if r["split"] != "test":
             continue
-        lab = (dataset / r["image"].replace("images/", "labels/", 1)).with_suffix(".txt")
-        for line in lab.read_text().splitlines():
+        for line in label_path(dataset / r["image"]).read_text().splitlines():
             c, *box = line.split()
             cx, cy, w, h = map(float, box)
             per.setdefault(int(c), []).append((w * h, r, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))

@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from training.evaluate import label_path, read_data_yaml, split_images
 
-def image_classes(label_dir: Path, images: list[Path]) -> list[set[int]]:
+
+def image_classes(images: list[Path]) -> list[set[int]]:
+    """The classes labelled in each image (its YOLO label file; none when it has no file)."""
     out = []
     for im in images:
-        lab = label_dir / (im.stem + ".txt")
-        classes = set()
-        if lab.exists():
-            for line in lab.read_text().splitlines():
-                if line.strip():
-                    classes.add(int(line.split()[0]))
-        out.append(classes)
+        lab = label_path(im)
+        lines = lab.read_text().splitlines() if lab.exists() else []
+        out.append({int(line.split()[0]) for line in lines if line.strip()})
     return out
 
 
@@ -42,12 +41,9 @@ def repeat_factors(classes: list[set[int]], threshold: float) -> list[float]:
 def write_repeated_data_yaml(data_yaml: Path, dest: Path, threshold: float, seed: int = 0) -> tuple[Path, dict]:
     """A copy of ``data_yaml`` in ``dest`` whose ``train`` is a list with rare-class images repeated;
     returns its path and a summary (images before / after, per-class images before / after)."""
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    train_dir = root / data["train"]
-    images = sorted(p for p in train_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif"))
-    label_dir = root / str(data["train"]).replace("images", "labels", 1)
-    classes = image_classes(label_dir, images)
+    root, _, data = read_data_yaml(Path(data_yaml))
+    images = split_images(root, data, "train")
+    classes = image_classes(images)
     factors = repeat_factors(classes, threshold)
     rng = np.random.default_rng(seed)
     counts = [int(math.floor(r)) + int(rng.random() < r - math.floor(r)) for r in factors]
