@@ -215,3 +215,86 @@ def test_continuing_from_a_model_folder_keeps_every_weight(trained, mini_dataset
     assert rebuilt.yaml["nc"] == nc
     differing = [k for k in src if not torch.equal(src[k].float(), rebuilt.state_dict()[k].float())]
     assert differing == []
+
+
+def _perturbed(src: Path, out: Path, seed: int) -> Path:
+    """A second real checkpoint of the same architecture: ``src`` with every parameter nudged."""
+    import torch
+
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ck["model"].parameters():
+            p.add_((torch.randn(p.shape, generator=g) * 0.05).to(p.dtype))
+    torch.save(ck, out)
+    return out
+
+
+def test_average_checkpoints_is_the_parameter_mean_of_one_architecture(trained, tmp_path):
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from training.soup import average_checkpoints
+
+    a = trained / "tiny-v1" / "weights.pt"
+    b = _perturbed(a, tmp_path / "b.pt", seed=1)
+    out = average_checkpoints([a, b], tmp_path / "soup.pt")
+
+    def state(p: Path) -> dict:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+        return (ck["ema"] if ck.get("ema") is not None else ck["model"]).float().state_dict()
+
+    sa, sb, ss = state(a), state(b), state(out)
+    assert ss.keys() == sa.keys()
+    moved = 0
+    for k, v in sa.items():
+        if v.is_floating_point():
+            assert torch.allclose(ss[k], (v + sb[k]) / 2, atol=2e-3, rtol=2e-3), k
+            moved += not torch.allclose(ss[k], v, atol=1e-2)
+    assert moved > 10  # the mean is not one of its inputs
+    # a checkpoint of another width is refused by name, so is a file that is no checkpoint
+    other = tmp_path / "yolo11s.pt"
+    torch.save({"model": DetectionModel("yolo11s.yaml", nc=10, verbose=False)}, other)
+    with pytest.raises(ValueError, match="yolo11s.pt: not the same architecture"):
+        average_checkpoints([a, other], tmp_path / "x.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable PyTorch checkpoint"):
+        average_checkpoints([a, tmp_path / "junk.pt"], tmp_path / "x.pt")
+
+
+def test_greedy_soup_adds_an_ingredient_only_when_val_rises():
+    from training.soup import greedy_soup
+
+    a, b, c, d = (Path(x) for x in "abcd")
+    val = {"a": (0.20, 0.40), "b": (0.22, 0.41), "c": (0.10, 0.30), "d": (0.22, 0.39),
+           "bd": (0.21, 0.40), "ab": (0.25, 0.45), "abc": (0.26, 0.44)}  # fmt: skip
+
+    def score(paths):
+        return val["".join(sorted(str(p) for p in paths))]
+
+    # ranked alone: b > d (same mAP50-95, lower mAP50) > a > c; d pulls b down, a and then c raise it
+    chosen, best, trials = greedy_soup([a, b, c, d], score, log=lambda *_: None)
+    assert [str(p) for p in chosen] == ["b", "a", "c"] and best == (0.26, 0.44)
+    assert [t["kept"] for t in trials] == [None] * 4 + [False, True, True]
+    with pytest.raises(ValueError):
+        greedy_soup([], score)
+
+
+def test_train_soup_packages_the_greedy_soup_chosen_on_val(trained, mini_dataset, tmp_path, capsys):
+    models = tmp_path / "models"
+    b = _perturbed(trained / "tiny-v1" / "weights.pt", tmp_path / "b.pt", seed=2)
+    common = ["--data", str(mini_dataset), "--imgsz", "64", "--models-dir", str(models), "--no-crosscheck"]
+    code = pvwind(["train", "--soup", str(trained / "tiny-v1"), str(b), "--weights", str(b), *common])
+    assert code == 2 and "exclude each other" in capsys.readouterr().err
+    code = pvwind(["train", "--soup", str(trained / "tiny-v1"), str(b), "--version", "soup-v1",
+                   "--runs-dir", str(tmp_path / "runs"), *common])  # fmt: skip
+    assert code == 0
+    m = json.loads((models / "soup-v1" / "metrics.json").read_text())
+    trials = m["training"]["soup"]
+    assert [t["ingredients"] for t in trials[:2]] == [["tiny-v1"], ["b.pt"]]
+    assert len(trials) == 3 and trials[2]["kept"] in (True, False)
+    assert "greedy weight soup of" in m["training"]["init"]
+    # the packaged model is the soup the trials chose, and its val score is the one recorded for it
+    best = max(trials, key=lambda t: (t["val_map50_95"], t["val_map50"]) if t["kept"] is not False else (-1, -1))
+    assert m["validation"]["map50_95"] == pytest.approx(best["val_map50_95"], abs=1e-4)
+    assert "Weight soup, every trial on the validation split" in (models / "soup-v1" / "MODEL_CARD.md").read_text()

@@ -44,6 +44,16 @@ def write_card(folder: Path, info: dict) -> Path:
         "split by source group (no augmented copy or near-duplicate of one photo on two sides).",
         f"- Lineage: {' -> '.join(info.get('lineage', [])) or 'none'}.",
         "",
+    ]
+    if t.get("soup"):  # the greedy weight soup's trials, all scored on val (training/soup.py)
+        lines += ["Weight soup, every trial on the validation split:", ""]
+        lines += ["| ingredients | val mAP50 | val mAP50-95 | kept |", "|---|---:|---:|---|"]
+        for trial in t["soup"]:
+            kept = {None: "(alone)", True: "yes", False: "no"}[trial["kept"]]
+            names = " + ".join(trial["ingredients"])
+            lines.append(f"| {names} | {trial['val_map50']:.3f} | {trial['val_map50_95']:.3f} | {kept} |")
+        lines.append("")
+    lines += [
         "## Evaluation (test split, exported ONNX model through `detector/`)",
         "",
         f"mAP50 **{_pct(ev['map50'])}**, mAP50-95 {_pct(ev['map50_95'])} over {ev['images']} images / "

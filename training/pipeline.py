@@ -9,7 +9,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,6 +103,7 @@ def run_pipeline(
     data_yaml: Path | None = None,
     models_dir: Path = MODELS_DIR,
     weights: Path | None = None,
+    soup: Sequence[Path] | None = None,
     resume: Path | None = None,
     crosscheck: bool = True,
     runs_dir: Path = RUNS_DIR,
@@ -123,6 +124,10 @@ def run_pipeline(
     # 2. training
     run_dir = (Path(runs_dir) / version).resolve()
     lineage: list[str] = []
+    if soup:  # no training: the greedy weight soup of existing checkpoints, packaged like trained weights
+        from training.soup import make_soup
+
+        weights = make_soup(soup, data_yaml, run_dir, cfg.imgsz, log)
     if weights is not None:
         best = Path(weights)
         run_dir = best.parent.parent.resolve() if best.parent.name == "weights" else run_dir
@@ -226,6 +231,7 @@ def run_pipeline(
             "dataset_fingerprint": fingerprint,
             "images": counts,
             "run": run_dir.name,
+            "soup": (_init_record(run_dir) or {}).get("soup") if weights is not None else None,
             "ultralytics": cfg.ultralytics,
         },
         "evaluation": ev,

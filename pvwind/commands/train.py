@@ -32,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=Path, default=None, help="Ultralytics run folders (default build/train/)")
     p.add_argument("--resume", type=Path, help="continue an interrupted run from its weights/last.pt")
     p.add_argument("--weights", type=Path, help="skip training: export, evaluate and package these weights")
+    p.add_argument(
+        "--soup",
+        type=Path,
+        nargs="+",
+        metavar="MODEL",
+        help="skip training: average these model folders / .pt checkpoints (same lineage) into a greedy "
+        "weight soup chosen on val, then package it",
+    )
     p.add_argument("--no-crosscheck", action="store_true", help="skip Ultralytics' validator cross-check")
 
 
@@ -48,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         cfg = load_train_config(args.config or TRAIN_CONFIG, overrides, args.set)
-        for p in (args.data, args.resume, args.weights):
+        if sum(x is not None for x in (args.resume, args.weights, args.soup)) > 1:
+            raise CLIError("--resume, --weights and --soup exclude each other")
+        for p in (args.data, args.resume, args.weights, *(args.soup or [])):
             if p is not None and not Path(p).exists():
                 raise CLIError(f"{p} does not exist")
         folder = run_pipeline(
@@ -57,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             data_yaml=args.data,
             models_dir=args.models_dir or MODELS_DIR,
             weights=args.weights,
+            soup=args.soup,
             resume=args.resume,
             crosscheck=not args.no_crosscheck,
             runs_dir=args.runs_dir or RUNS_DIR,
