@@ -171,11 +171,12 @@ def test_config_validation_messages():
     assert np.isclose(cfg.max_raise, 2)
 
 
-def test_diode_faults_escalate_by_affected_cells_not_boxes():
-    """Diode labels box every affected cell (~20 per substring): a few boxes are one fault."""
+def test_diode_faults_escalate_by_affected_substrings():
+    """A diode-fault box is one substring (cells merged at build time): one or two in a frame are a
+    module fault (P2); three or more in one frame point at a string or inverter issue (P1)."""
     names = load_taxonomy().names
-    for n, expected in ((3, "P2"), (59, "P2"), (60, "P1")):
-        boxes = [[i * 10.0, 0, i * 10.0 + 8, 8] for i in range(n)]
+    for n, expected in ((1, "P2"), (2, "P2"), (3, "P1"), (12, "P1")):
+        boxes = [[i * 40.0, 0, i * 40.0 + 12, 36] for i in range(n)]
         dets = Detections(boxes, [0.9] * n, [names.index("pv_diode_fault")] * n)
         a = assess_detections(dets, names, (512, 640), config=CFG)
         assert {x.priority for x in a} == {expected}, n

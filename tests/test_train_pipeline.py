@@ -298,3 +298,25 @@ def test_train_soup_packages_the_greedy_soup_chosen_on_val(trained, mini_dataset
     best = max(trials, key=lambda t: (t["val_map50_95"], t["val_map50"]) if t["kept"] is not False else (-1, -1))
     assert m["validation"]["map50_95"] == pytest.approx(best["val_map50_95"], abs=1e-4)
     assert "Weight soup, every trial on the validation split" in (models / "soup-v1" / "MODEL_CARD.md").read_text()
+
+
+def test_evaluate_chooses_a_model_folders_thresholds_again(trained, mini_dataset, tmp_path, capsys):
+    folder = tmp_path / "m"
+    shutil.copytree(trained / "tiny-v1", folder)
+    (folder / "thresholds.json").unlink()
+    info = json.loads((folder / "metrics.json").read_text())
+    info["thresholds"], info["evaluation"] = {"stale": True}, dict(info["evaluation"], map50=1.0)
+    (folder / "metrics.json").write_text(json.dumps(info))
+    code = pvwind(["evaluate", "--model", str(folder), "--data", str(mini_dataset), "--choose-thresholds"])
+    assert code == 0
+    doc = json.loads((folder / "thresholds.json").read_text())
+    assert doc["chosen_on"] == "val" and set(doc["classes"]) == {c["name"] for c in info["classes"]}
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["thresholds"] == doc["classes"]
+    # the test figures are measured again, at the new thresholds
+    assert m["evaluation"]["map50"] < 1.0 and set(m["evaluation"]["at_thresholds"]) == set(doc["classes"])
+    assert "| threshold | precision | recall |" in (folder / "MODEL_CARD.md").read_text()
+    capsys.readouterr()
+    code = pvwind(["evaluate", "--model", str(folder / "model.onnx"), "--data", str(mini_dataset),
+                   "--choose-thresholds"])  # fmt: skip
+    assert code == 2 and "needs a model folder" in capsys.readouterr().err

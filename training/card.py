@@ -67,9 +67,27 @@ def write_card(folder: Path, info: dict) -> Path:
             f"mAP50 {_pct(u['map50'])}, mAP50-95 {_pct(u['map50_95'])}."
         )
         lines.append("")
-    lines += ["| class | instances | mAP50 | mAP50-95 |", "|---|---:|---:|---:|"]
+    at = ev.get("at_thresholds") or {}
+    if at:  # what users see: precision and recall at the shipped per-class thresholds (chosen on val)
+        lines += [
+            "Precision and recall at the shipped per-class thresholds (`thresholds.json`, chosen on val; IoU 0.5):",
+            "",
+            "| class | instances | mAP50 | mAP50-95 | threshold | precision | recall |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += ["| class | instances | mAP50 | mAP50-95 |", "|---|---:|---:|---:|"]
     for name, r in ev["per_class"].items():
-        lines.append(f"| `{name}` | {r['instances']} | {_pct(r['map50'])} | {_pct(r['map50_95'])} |")
+        row = f"| `{name}` | {r['instances']} | {_pct(r['map50'])} | {_pct(r['map50_95'])} |"
+        if at:
+            t = at.get(name, {})
+            rule = (info.get("thresholds") or {}).get(name, {}).get("rule", "")
+            p, rc = t.get("precision"), t.get("recall")
+            row += (
+                f" {t.get('threshold', 0):.2f} ({rule}) | {'-' if p is None else f'{p:.2f}'} |"
+                f" {'-' if rc is None else f'{rc:.2f}'} |"
+            )
+        lines.append(row)
     lines += ["", "| source dataset | images | mAP50 | mAP50-95 |", "|---|---:|---:|---:|"]
     for name, r in ev.get("per_source", {}).items():
         lines.append(f"| {name} | {r['images']} | {_pct(r['map50'])} | {_pct(r['map50_95'])} |")

@@ -3,7 +3,10 @@
 What users see is a threshold, not a curve: for each class the threshold with the best F1 on
 validation, except for the classes that are dangerous to miss (``RECALL_FLOOR``): for those the
 highest threshold that still finds that share of the validation boxes, as long as precision there
-stays above ``MIN_PRECISION`` (else best F1). A class with too few validation boxes keeps the
+stays above ``MIN_PRECISION``; where no threshold reaches both, the best F2 (recall weighted four
+times precision) among those with precision >= ``MIN_PRECISION``: best F1 on a few dozen validation
+boxes of a rare class tends to land on a handful of sure boxes (precision 1.0, recall 0.2), the
+wrong operating point for a defect that is dangerous to miss. A class with too few validation boxes keeps the
 global default. Written to ``models/<version>/thresholds.json``; the detector uses them by default
 (``model_thresholds: true`` in configs/detector.yaml; ``class_conf`` entries override one class).
 The test split never takes part in the choice; :func:`precision_recall` reports on it.
@@ -90,9 +93,15 @@ def choose(
         k, rule = int(np.argmax(np.where(ok, f1, -1))), "best_f1"
         floor = RECALL_FLOOR.get(name)
         if floor is not None and rec[k] < floor:
-            reach = np.where(ok & (rec >= floor) & (prec >= MIN_PRECISION))[0]
+            precise = ok & (prec >= MIN_PRECISION)
+            reach = np.where(precise & (rec >= floor))[0]
             if len(reach):
                 k, rule = int(reach[0]), "recall_floor"
+            elif precise.any():
+                f2 = 5 * prec * rec / np.maximum(4 * prec + rec, 1e-9)
+                k2 = int(np.argmax(np.where(precise, f2, -1)))
+                if rec[k2] > rec[k]:
+                    k, rule = k2, "best_f2"
         out[name] = {
             "threshold": round(float(scores[k]), 4),
             "rule": rule,
@@ -133,6 +142,28 @@ def write_thresholds(model_dir: Path, chosen: Mapping[str, dict], split: str = "
     path = Path(model_dir) / FILE
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
+
+
+def rechoose(model_dir: Path, data_yaml: Path) -> dict:
+    """Choose an existing model folder's thresholds again on the validation split (after a change
+    of the rules above) and refresh what depends on them: ``thresholds.json``, and in
+    ``metrics.json`` and the card the thresholds and the test split's figures at them."""
+    from training.card import write_card
+    from training.evaluate import collect, evaluate
+
+    model_dir = Path(model_dir)
+    metrics = model_dir / "metrics.json"
+    if not (model_dir / "model.onnx").is_file() or not metrics.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a model folder (model.onnx and metrics.json)")
+    gts, preds, names, _ = collect(model_dir / "model.onnx", data_yaml, "val")
+    chosen = choose(gts, preds, names)
+    write_thresholds(model_dir, chosen)
+    info = json.loads(metrics.read_text())
+    info["thresholds"] = chosen
+    info["evaluation"] = evaluate(model_dir / "model.onnx", data_yaml, "test")
+    metrics.write_text(json.dumps(info, indent=1))
+    write_card(model_dir, info)
+    return info
 
 
 def load_thresholds(model: Path) -> dict[str, float]:

@@ -15,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="split key in data.yaml (default test)")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument(
+        "--choose-thresholds",
+        action="store_true",
+        help="choose the model folder's per-class thresholds again on the val split, then report test at them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,8 +28,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.model.exists():
         raise CLIError(f"model {args.model} does not exist")
     try:
-        result = evaluate(args.model, args.data, args.split, backend=args.backend, progress=True)
-    except EvaluationError as e:
+        if args.choose_thresholds:
+            from training.thresholds import rechoose
+
+            if not args.model.is_dir():
+                raise CLIError("--choose-thresholds needs a model folder (thresholds.json is written there)")
+            result = rechoose(args.model, args.data)["evaluation"]
+        else:
+            result = evaluate(args.model, args.data, args.split, backend=args.backend, progress=True)
+    except (EvaluationError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     print(format_table(result))
     if args.json:
