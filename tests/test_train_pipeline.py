@@ -294,6 +294,9 @@ def test_train_soup_packages_the_greedy_soup_chosen_on_val(trained, mini_dataset
     assert [t["ingredients"] for t in trials[:2]] == [["tiny-v1"], ["b.pt"]]
     assert len(trials) == 3 and trials[2]["kept"] in (True, False)
     assert "greedy weight soup of" in m["training"]["init"]
+    # it descends from the ingredients in it (tiny-v1 was trained from scratch: no older ancestors)
+    alone = max(trials[:2], key=lambda t: (t["val_map50_95"], t["val_map50"]))["ingredients"]
+    assert set(m["lineage"]) == set(trials[2]["ingredients"] if trials[2]["kept"] else alone)
     # the packaged model is the soup the trials chose, and its val score is the one recorded for it
     best = max(trials, key=lambda t: (t["val_map50_95"], t["val_map50"]) if t["kept"] is not False else (-1, -1))
     assert m["validation"]["map50_95"] == pytest.approx(best["val_map50_95"], abs=1e-4)

@@ -129,6 +129,20 @@ def val_scorer(data_yaml: Path, imgsz: int, workdir: Path) -> Callable[[Sequence
     return score
 
 
+def soup_lineage(ingredients: Sequence[Path]) -> list[str]:
+    """A soup's ancestry: the recorded lineage of each ingredient that is a packaged model, then the
+    ingredients themselves (model or checkpoint names), each once, oldest first."""
+    from training.train import _model_name
+
+    out: list[str] = []
+    for w in ingredients:
+        folder = Path(w).resolve().parent if Path(w).name == "weights.pt" else None
+        if folder is not None and (folder / "metrics.json").is_file():
+            out += json.loads((folder / "metrics.json").read_text()).get("lineage", [])
+    out += [_model_name(Path(w)) for w in ingredients]
+    return list(dict.fromkeys(out))
+
+
 def make_soup(
     ingredients: Sequence[Path], data_yaml: Path, run_dir: Path, imgsz: int, log: Callable[[str], None] = print
 ) -> Path:
@@ -150,7 +164,10 @@ def make_soup(
     for t in trials:
         t["ingredients"] = [_model_name(Path(p)) for p in t["ingredients"]]
     (run_dir / "init.json").write_text(
-        json.dumps({"weights": str(chosen[0]), "description": description, "soup": trials}, indent=1)
+        json.dumps(
+            {"weights": str(chosen[0]), "description": description, "soup": trials, "lineage": soup_lineage(chosen)},
+            indent=1,
+        )
     )
     log(description)
     return out
