@@ -143,8 +143,8 @@ def run_pipeline(
     elif prev is not None and init.weights and str(prev) in os.path.realpath(init.weights):
         prev_info = json.loads((prev / "metrics.json").read_text()) if (prev / "metrics.json").exists() else {}
         lineage = [*prev_info.get("lineage", []), prev.name]
-    if soup:  # a soup descends from all of its ingredients
-        lineage = (_init_record(run_dir) or {}).get("lineage", lineage)
+    soup_record = (_init_record(run_dir) or {}) if soup else {}
+    lineage = soup_record.get("lineage", lineage)  # a soup descends from all of its ingredients
     epochs_run, run_hours = _run_history(run_dir)
     train_hours = run_hours if run_hours is not None else (time.time() - t_start) / 3600
     # 3. export + parity
@@ -233,7 +233,7 @@ def run_pipeline(
             "dataset_fingerprint": fingerprint,
             "images": counts,
             "run": run_dir.name,
-            "soup": (_init_record(run_dir) or {}).get("soup") if weights is not None else None,
+            "soup": soup_record.get("soup"),
             "ultralytics": cfg.ultralytics,
         },
         "evaluation": ev,

@@ -33,7 +33,7 @@ def ingredient_weights(path: Path) -> Path:
 
 
 def _load(path: Path) -> dict:
-    import torch
+    import torch  # training needs torch; the detector never imports this module
 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -52,6 +52,8 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
     """Write to ``out`` the checkpoint whose every floating-point tensor (weights and batch-norm
     statistics) is the mean of those in ``paths`` (the EMA weights where a checkpoint has them,
     as Ultralytics exports). Checkpoints of different architectures are refused by name."""
+    import torch
+
     if not paths:
         raise ValueError("nothing to average")
     cks = [_load(Path(p)) for p in paths]
@@ -73,8 +75,6 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
     soup.update(model=model.half(), ema=None, optimizer=None, epoch=-1, best_fitness=None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    import torch
-
     torch.save(soup, out)
     return out
 
@@ -109,9 +109,8 @@ def greedy_soup(
 def val_scorer(data_yaml: Path, imgsz: int, workdir: Path) -> Callable[[Sequence[Path]], Score]:
     """Score a set of checkpoints as the shipped model would be scored: average them, export to
     ONNX, run the detector over the validation split, COCO mAP."""
-    from training.evaluate import collect
+    from training.evaluate import evaluate
     from training.export import export_onnx
-    from training.metrics import coco_map
 
     workdir = Path(workdir)
     cache: dict[tuple[str, ...], Score] = {}
@@ -121,8 +120,7 @@ def val_scorer(data_yaml: Path, imgsz: int, workdir: Path) -> Callable[[Sequence
         if key not in cache:
             pt = average_checkpoints(list(paths), workdir / "trial.pt")
             onnx_path = export_onnx(pt, workdir / "trial.onnx", imgsz)
-            gts, preds, names, _ = collect(onnx_path, data_yaml, "val")
-            m = coco_map(gts, preds, names)
+            m = evaluate(onnx_path, data_yaml, "val")
             cache[key] = (round(m["map50_95"], 4), round(m["map50"], 4))
         return cache[key]
 
