@@ -2,6 +2,10 @@
 stock Ultralytics, in the same run, on the same images, with the same seed.
 
     .venv/bin/python bench/train_speed.py [--imgsz 416] [--fraction 0.2] [--epochs 1]
+        [--variants stock,fast,fast-1worker,channels-last]
+
+Variants: ``stock`` (Ultralytics' float32 trainer), ``fast`` (bf16 + channels-last),
+``channels-last`` (float32, the layout alone: the path ``auto`` takes without bf16 units).
 
 Reports training images/second of the training loop (dataloader + forward + loss +
 backward + optimiser; validation off) and the epoch-mean losses of each variant,
@@ -28,9 +32,14 @@ def run_variant(
     from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    from training.fastcpu import FastCPUDetectionTrainer
+    from training.fastcpu import ChannelsLastDetectionTrainer, FastCPUDetectionTrainer
 
-    base = FastCPUDetectionTrainer if name.startswith("fast") else DetectionTrainer
+    if name.startswith("fast"):
+        base = FastCPUDetectionTrainer
+    elif name.startswith("channels-last"):
+        base = ChannelsLastDetectionTrainer  # float32, no bf16 units needed
+    else:
+        base = DetectionTrainer
 
     class Timed(base):  # type: ignore[misc,valid-type]
         def __init__(self, *a, **k):

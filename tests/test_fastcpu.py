@@ -10,7 +10,15 @@ pytest.importorskip("ultralytics")
 import ultralytics.engine.trainer as trainer_module  # noqa: E402
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 
-from training.fastcpu import FastCPUDetectionTrainer, cpu_bf16_autocast, fast_path_wanted  # noqa: E402
+from training.fastcpu import (  # noqa: E402
+    ChannelsLastDetectionTrainer,
+    FastCPUDetectionTrainer,
+    cpu_bf16_autocast,
+    cpu_has_bf16,
+    cpu_trainer,
+    fast_path_mode,
+    fast_path_wanted,
+)
 
 
 def test_hook_points_exist_in_this_ultralytics():
@@ -36,33 +44,56 @@ def test_setting_values():
     assert fast_path_wanted("on", device="cuda:0") is False
 
 
+def test_modes_and_their_trainers():
+    assert fast_path_mode("off") == "off" and fast_path_mode("on") == "bf16"
+    assert fast_path_mode("channels_last") == fast_path_mode("channels-last") == "channels_last"
+    # auto never leaves a CPU on the stock path: bf16 where the units are, else the layout alone
+    assert fast_path_mode("auto") == ("bf16" if cpu_has_bf16() else "channels_last")
+    assert fast_path_mode("auto", device="0") == fast_path_mode("channels_last", device="cuda:0") == "off"
+    assert cpu_trainer("bf16") is FastCPUDetectionTrainer
+    assert cpu_trainer("channels_last") is ChannelsLastDetectionTrainer
+    assert cpu_trainer("off") is DetectionTrainer
+    with pytest.raises(ValueError, match="fast_cpu must be"):
+        fast_path_mode("fast")
+
+
+SEEN: dict = {}
+
+
 def _record(mod, inp, out):  # module level: checkpoints pickle the model with its hooks
     if mod.training:
-        _Probe.seen.setdefault("dtype", out.dtype)
-        _Probe.seen.setdefault("channels_last", inp[0].is_contiguous(memory_format=torch.channels_last))
+        SEEN.setdefault("dtype", out.dtype)
+        SEEN.setdefault("channels_last", inp[0].is_contiguous(memory_format=torch.channels_last))
 
 
-class _Probe(FastCPUDetectionTrainer):
-    seen: dict = {}
+def _probe(base: type) -> type:
+    class Probe(base):
+        def set_model_attributes(self):
+            super().set_model_attributes()
+            first_conv = next(m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d))
+            first_conv.register_forward_hook(_record)
 
-    def set_model_attributes(self):
-        super().set_model_attributes()
-        first_conv = next(m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d))
-        first_conv.register_forward_hook(_record)
+        def preprocess_batch(self, batch):
+            batch = super().preprocess_batch(batch)
+            SEEN.setdefault("batch_channels_last", batch["img"].is_contiguous(memory_format=torch.channels_last))
+            return batch
 
-    def preprocess_batch(self, batch):
-        batch = super().preprocess_batch(batch)
-        _Probe.seen.setdefault("batch_channels_last", batch["img"].is_contiguous(memory_format=torch.channels_last))
-        return batch
+    return Probe
 
 
-def test_fast_trainer_trains_in_bf16_channels_last(mini_dataset, tmp_path):
+@pytest.mark.parametrize(
+    ("trainer", "dtype"),
+    [(FastCPUDetectionTrainer, torch.bfloat16), (ChannelsLastDetectionTrainer, torch.float32)],
+    ids=["bf16", "channels_last"],
+)
+def test_cpu_trainers_train_channels_last(mini_dataset, tmp_path, trainer, dtype):
     from ultralytics import YOLO
 
+    SEEN.clear()
     model = YOLO("yolo11n.yaml")
     model.train(
         data=str(mini_dataset),
-        trainer=_Probe,
+        trainer=_probe(trainer),
         epochs=1,
         imgsz=64,
         batch=8,
@@ -75,7 +106,7 @@ def test_fast_trainer_trains_in_bf16_channels_last(mini_dataset, tmp_path):
         fraction=0.25,
         verbose=False,
     )
-    assert _Probe.seen["dtype"] == torch.bfloat16
-    assert _Probe.seen["channels_last"] and _Probe.seen["batch_channels_last"]
+    assert SEEN["dtype"] == dtype
+    assert SEEN["channels_last"] and SEEN["batch_channels_last"]
     assert all(torch.isfinite(v).all() for v in model.trainer.tloss.values())
     assert (tmp_path / "run" / "weights" / "last.pt").exists()

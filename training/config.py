@@ -60,3 +60,13 @@ def load_train_config(
         else:
             data.setdefault("ultralytics", {})[k] = _parse_value(v)
     return TrainConfig.model_validate(data)
+
+
+def fast_path_words(mode: str | bool | None) -> str:
+    """What a ``training.fast_cpu`` record means, in words (older records hold a bool)."""
+    if mode is True:
+        mode = "bf16"
+    return {
+        "bf16": "bf16 autocast + channels-last",
+        "channels_last": "channels-last memory, float32 (no bf16 units)",
+    }.get(str(mode), "off (stock Ultralytics float32)")

@@ -3,8 +3,9 @@
 Stock Ultralytics trains in float32 on a CPU: its ``autocast`` helper refuses
 bfloat16 off CUDA, and it only uses channels-last memory on CUDA. On CPUs with
 bfloat16 matrix instructions (AVX512-BF16, AMX) oneDNN runs convolutions in bf16
-much faster, and channels-last (NHWC) is oneDNN's native layout. This trainer
-turns both on:
+much faster, and channels-last (NHWC) is oneDNN's native layout, faster in float32
+too (6-12 % on a 2-core AVX2 EPYC, ``bench/train_speed.py``). The bf16 trainer
+turns both on, the channels-last trainer only the layout (CPUs without bf16):
 
 * the model (before the EMA copy and the optimizer are made) and every batch are
   converted to ``torch.channels_last``;
@@ -44,18 +45,38 @@ def cpu_has_bf16() -> bool:
     return native and mkldnn_ok
 
 
-def fast_path_wanted(setting: str | bool, device: str = "cpu") -> bool:
-    """``setting``: "auto" (on when the CPU supports bf16), True/"on", False/"off"."""
+def fast_path_mode(setting: str | bool, device: str = "cpu") -> str:
+    """Which CPU training path to take: ``"bf16"`` (bf16 autocast + channels-last),
+    ``"channels_last"`` (float32, channels-last memory only) or ``"off"`` (stock).
+
+    ``setting``: "auto" (bf16 where the CPU has bf16 units, else channels-last, which
+    is faster in float32 too), True/"on" (bf16), "channels_last", False/"off". A CUDA
+    device is always "off": AMP does the job there.
+    """
     if str(device) not in ("cpu", "") and not str(device).startswith("cpu"):
-        return False
+        return "off"
     if isinstance(setting, bool):
-        return setting
-    s = str(setting).lower()
-    if s in ("on", "true", "1", "yes"):
-        return True
+        return "bf16" if setting else "off"
+    s = str(setting).lower().replace("-", "_")
+    if s in ("on", "true", "1", "yes", "bf16"):
+        return "bf16"
     if s in ("off", "false", "0", "no"):
-        return False
-    return cpu_has_bf16()
+        return "off"
+    if s == "channels_last":
+        return "channels_last"
+    if s != "auto":
+        raise ValueError(f"fast_cpu must be auto, on, channels_last or off, not {setting!r}")
+    return "bf16" if cpu_has_bf16() else "channels_last"
+
+
+def fast_path_wanted(setting: str | bool, device: str = "cpu") -> bool:
+    """True when the bf16 fast path is taken (see :func:`fast_path_mode`)."""
+    return fast_path_mode(setting, device) == "bf16"
+
+
+def cpu_trainer(mode: str) -> type[DetectionTrainer]:
+    """The Ultralytics trainer class for a :func:`fast_path_mode` result."""
+    return {"bf16": FastCPUDetectionTrainer, "channels_last": ChannelsLastDetectionTrainer}.get(mode, DetectionTrainer)
 
 
 @contextlib.contextmanager
@@ -75,8 +96,11 @@ def cpu_bf16_autocast() -> Iterator[None]:
         _trainer_module.autocast = original
 
 
-class FastCPUDetectionTrainer(DetectionTrainer):
-    """``DetectionTrainer`` with bf16 autocast and channels-last memory on the CPU."""
+class ChannelsLastDetectionTrainer(DetectionTrainer):
+    """``DetectionTrainer`` with channels-last (NHWC) memory on the CPU, in float32.
+
+    The half of the fast path that needs no bf16 units: oneDNN's native layout saves
+    the NCHW<->NHWC reorders around every convolution (``bench/train_speed.py``)."""
 
     def set_model_attributes(self) -> None:
         super().set_model_attributes()
@@ -88,6 +112,10 @@ class FastCPUDetectionTrainer(DetectionTrainer):
         if self.device.type == "cpu":
             batch["img"] = batch["img"].contiguous(memory_format=torch.channels_last)
         return batch
+
+
+class FastCPUDetectionTrainer(ChannelsLastDetectionTrainer):
+    """``DetectionTrainer`` with bf16 autocast and channels-last memory on the CPU."""
 
     def _do_train(self):
         if self.device.type != "cpu":

@@ -208,7 +208,7 @@ def run_pipeline(
     except Exception as e:  # noqa: BLE001 - e.g. openvino not installed: the card says nothing
         log(f"backend parity not measured: {e}")
     # 5. model folder
-    from training.fastcpu import fast_path_wanted
+    from training.fastcpu import fast_path_mode
 
     index = data_yaml.parent / "index.json"
     counts = {"train": 0, "val": 0, "test": 0}
@@ -228,7 +228,7 @@ def run_pipeline(
             "epochs_run": epochs_run,
             "hours": train_hours,
             "hardware": hardware(),
-            "fast_cpu": fast_path_wanted(cfg.fast_cpu),
+            "fast_cpu": fast_path_mode(cfg.fast_cpu, str(cfg.device or "cpu")),
             "seed": cfg.seed,
             "dataset_fingerprint": fingerprint,
             "images": counts,

@@ -117,16 +117,16 @@ def train(
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import torch
     from ultralytics import YOLO
-    from ultralytics.models.yolo.detect import DetectionTrainer
 
-    from training.fastcpu import FastCPUDetectionTrainer, fast_path_wanted
+    from training.config import fast_path_words
+    from training.fastcpu import cpu_trainer, fast_path_mode
 
     device = str(cfg.device) if cfg.device not in (None, "") else "cpu"
     if device == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    fast = fast_path_wanted(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
-    trainer = FastCPUDetectionTrainer if fast else DetectionTrainer
-    log(f"CPU fast path (bf16 autocast + channels-last): {'on' if fast else 'off'}")
+    mode = fast_path_mode(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
+    trainer = cpu_trainer(mode)
+    log(f"CPU fast path: {fast_path_words(mode)}")
     if resume is not None:
         model = YOLO(str(resume))
         model.train(resume=True, trainer=trainer)

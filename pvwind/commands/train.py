@@ -16,7 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="batch size")
     p.add_argument("--fraction", type=float, help="use this fraction of the training images")
     p.add_argument("--init", help="auto | scratch | pretrained | a model folder or .pt (e.g. models/current)")
-    p.add_argument("--fast-cpu", dest="fast_cpu", choices=["auto", "on", "off"], help="bf16 + channels-last path")
+    p.add_argument(
+        "--fast-cpu",
+        dest="fast_cpu",
+        choices=["auto", "on", "channels_last", "off"],
+        help="CPU path: auto (bf16 + channels-last with bf16 units, else channels-last), on (bf16), channels_last, off",
+    )
     p.add_argument("--device", help="cpu (default) or CUDA devices, e.g. 0 or 0,1 (AMP on, the CPU fast path off)")
     p.add_argument("--int8", action="store_true", default=None, help="also export an INT8 model")
     p.add_argument(
