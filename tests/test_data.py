@@ -9,6 +9,7 @@ import socket
 import threading
 import zipfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,13 @@ def test_read_coco_finds_files_in_other_split_folders(mini_mirror):
         if s.image.name in {i["file_name"] for i in valid_json["images"]} and s.image.parent.name != "valid"
     ]
     assert cross, "expected some valid-json images located in another folder"
+    listed_in = {
+        i["file_name"]: js.parent.name
+        for js in (mini_mirror / "pv_isuru_rgb").glob("*/_annotations.coco.json")
+        for i in json.loads(js.read_text())["images"]
+    }
+    assert all(s.misplaced == (listed_in[s.image.name] != s.image.parent.name) for s in samples)
+    assert all(s.misplaced for s in cross)
     labels = {lab for s in samples for lab in s.labels}
     assert labels <= {"bird drop", "clean", "dusty", "electrical", "physical"}
     # COCO bbox is x, y, w, h: converted to x1, y1, x2, y2
@@ -65,6 +73,66 @@ def test_read_coco_finds_files_in_other_split_folders(mini_mirror):
     s = next(s for s in samples if s.image.name == im["file_name"])
     x, y, w, h = a["bbox"]
     assert (x, y, x + w, y + h) in s.boxes
+
+
+@dataclass
+class _Entry:
+    boxes: list
+    classes: list
+    width: int
+    height: int
+    group: str
+    misplaced: bool
+
+
+def test_labels_from_copies_rules():
+    from collections import Counter
+
+    from training.relabel import labels_from_copies
+
+    h = np.zeros((8, 32), np.uint8)
+    flipped = h.copy()
+    flipped[0, :4] = 0xFF  # 32 bits apart as stored: another orientation, not a copy to take boxes from
+    items = [
+        _Entry([(10, 10, 50, 50)], [4], 100, 100, "g1", False),  # the in-place copy
+        _Entry([(10, 10, 50, 50), (60, 0, 99, 40)], [4, 6], 200, 200, "g1", True),  # + a foreign box
+        _Entry([(10, 10, 50, 50)], [4], 100, 100, "g1", True),  # agrees with the copy
+        _Entry([(0, 0, 9, 9)], [5], 100, 100, "g2", True),  # no copy at all
+        _Entry([(0, 0, 9, 9)], [5], 100, 100, "g3", False),
+        _Entry([(1, 1, 8, 8)], [7], 100, 100, "g3", True),  # its only copy is flipped
+    ]
+    hashes = [h, h, h, h, h, flipped]
+    counts: Counter = Counter()
+    keep = labels_from_copies(items, hashes, 10, counts)
+    assert keep == [0, 1, 2, 4]
+    assert items[1].boxes == [(20, 20, 100, 100)] and items[1].classes == [4]  # scaled to its own size
+    assert items[2].boxes == [(10, 10, 50, 50)]
+    assert counts == Counter(
+        misplaced_labels_from_copy=1,
+        misplaced_foreign_boxes_dropped=1,
+        misplaced_labels_confirmed=1,
+        misplaced_dropped_no_copy=2,
+    )
+
+
+def test_misplaced_pv_isuru_entries_lose_foreign_boxes(mirror, tmp_path):
+    """On the real source: two test-json entries of train-folder photos, whose in-place copies hold one
+    box each (a clean panel: background; a crack), carry 4 and 5 more boxes of other photos upstream."""
+    out = tmp_path / "ds"
+    report = build_dataset(out, mirror=mirror, cache=tmp_path, sources=["pv_isuru_rgb"], log=lambda *_: None)
+    drops = report.counts["sources"]["pv_isuru_rgb"]["dropped_or_repaired"]
+    assert drops["misplaced_labels_from_copy"] >= 40 and drops["misplaced_foreign_boxes_dropped"] >= 80
+    assert drops["misplaced_dropped_no_copy"] >= 1 and drops["misplaced_labels_confirmed"] >= 1
+    index = {Path(e["original"]).name: e for e in json.loads((out / "index.json").read_text())}
+
+    def labels(name):
+        e = index[name]
+        return (out / e["image"].replace("images/", "labels/")).with_suffix(".txt").read_text().split("\n")
+
+    clean = "Clean-110-_jpg.rf.dc82c06ef6da8de4f72016e9bf4853b5.jpg"
+    crack = "Physical-13-_jpg.rf.d646351b718b652e37275159a7fd3513.jpg"
+    assert [ln for ln in labels(clean) if ln.strip()] == []
+    assert [ln.split()[0] for ln in labels(crack) if ln.strip()] == ["7"]  # pv_physical_damage only
 
 
 def test_read_pixel_csv_with_background_rows(mini_mirror):

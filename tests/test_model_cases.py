@@ -29,14 +29,13 @@ ISSUE_CASE = {
 }
 # the shipped model's misses (case ids); update with the model (see the module docstring)
 KNOWN_MISSES = {
-    # the greedy soup of 20261202c's last epoch + 20261202 + 20261202b: 9/19 found, the blade tip among them
-    # (the soup before it, 20261202s, found 7: it had lost the smaller pinhole and the tip)
+    # the greedy soup of 20261202c's last epoch + 20261202 + 20261202b: 9/17 found, the blade tip among them
+    # (cases re-picked from the build with pv_isuru_rgb's foreign boxes removed: bird drops keep 12 test
+    # boxes, under the 15 a case needs; before, 9/19)
     "yolo11n-416-20261202t": {
         "blade_oil_leak-0",
         "blade_oil_leak-1",
         "blade_pinhole-1",
-        "pv_bird_drop-0",
-        "pv_bird_drop-1",
         "pv_soiling-0",
         "pv_soiling-1",
         "pv_electrical_damage-1",
@@ -53,6 +52,12 @@ def _ids() -> list[tuple[str, dict]]:
         seen[c["class"]] += 1
         out.append((f"{c['class']}-{k}", c))
     return [*out, ("issue-blade-tip", ISSUE_CASE)]
+
+
+def test_known_misses_name_existing_cases():
+    ids = {i for i, _ in _ids()}
+    for version, misses in KNOWN_MISSES.items():
+        assert misses <= ids, f"{version}: stale case ids {sorted(misses - ids)} (re-picked cases?)"
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from training.download import fetch_source
 from training.grouping import assign_groups, dhash_variants
 from training.palette import PaletteInverter, draw_percentiles, load_palette, palette_path, rerender
 from training.readers import Sample, read_source
-from training.relabel import merge_adjacent
+from training.relabel import labels_from_copies, merge_adjacent
 from training.sources import DATASETS_DIR, SourceManifest, load_manifests
 from training.splits import SPLITS, assign_splits, check_no_leak
 
@@ -65,6 +65,7 @@ class Item:
     group: str = ""
     split: str = ""
     out_name: str = ""
+    misplaced: bool = False  # COCO entry stored in another split's folder (labels checked against a copy)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _label_hygiene(s: Sample, manifest: SourceManifest, tax: Taxonomy, drops: Co
             drops[f"merged_adjacent:{name}"] += len(cells) - len(merged)
         keep = [(b, c) for b, c in zip(boxes, classes, strict=True) if c != k] + [(b, k) for b in merged]
         boxes, classes = [b for b, _ in keep], [c for _, c in keep]
-    return Item(manifest.name, s.image, boxes, classes, w, h)
+    return Item(manifest.name, s.image, boxes, classes, w, h, misplaced=s.misplaced)
 
 
 def fingerprint(manifests: list[SourceManifest], roots: dict[str, Path], seed: int, tax_path: Path) -> str:
@@ -252,6 +253,11 @@ def build_dataset(
             splits[i] = sp
         for it, g, sp in zip(src_items, gids, splits, strict=True):
             it.group, it.split = (forced[g][0] if g in forced else g), sp
+        if m.misplaced_labels == "from_copy":
+            # after the splits, which stay as the upstream labels drew them (no image changes side)
+            keep_idx = labels_from_copies(src_items, hashes, m.grouping.dhash_max_distance, d)
+            src_items = [src_items[i] for i in keep_idx]
+            hashes = [hashes[i] for i in keep_idx]
         drops[m.name] = d
         items.extend(src_items)
         item_hashes.extend(hashes)

@@ -74,6 +74,12 @@ def dhash_variants(path: Path, size: int = 16) -> np.ndarray:
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
+def hash_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """Bits that differ between two images' difference hashes as stored (variant 0 of
+    :func:`dhash_variants`: no flip or rotation)."""
+    return int(_POPCOUNT[np.bitwise_xor(a[0], b[0])].sum())
+
+
 def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, whose hashes are within ``max_distance`` bits under any
     flip/rotation. ``hashes``: (n, 8, nbytes) from :func:`dhash_variants`."""

@@ -26,6 +26,8 @@ class Sample:
     width: int | None = None  # as the label file states it, when it does
     height: int | None = None
     problems: list[str] = field(default_factory=list)  # malformed label lines, counted by the build
+    # COCO: listed in one split's json but stored in another split's folder (see SourceManifest.misplaced_labels)
+    misplaced: bool = False
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -96,6 +98,7 @@ def read_coco(root: Path) -> Iterator[Sample]:
             seen.add(name)
             path = located.get(name)
             sample = Sample(path if path else js.parent / name, width=im.get("width"), height=im.get("height"))
+            sample.misplaced = path is not None and path.parent != js.parent
             for a in by_image.get(im["id"], []):
                 try:
                     x, y, w, h = (float(v) for v in a["bbox"])

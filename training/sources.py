@@ -74,6 +74,10 @@ class SourceManifest(BaseModel):
     # per taxonomy class: boxes within this many x the smaller box's shorter side of each other are
     # merged into one (training/relabel.py; e.g. per-cell diode-fault labels -> one box per substring)
     merge_adjacent: dict[str, float] = {}
+    # COCO entries whose file sits in another split's folder: "keep" their labels, or "from_copy": take the
+    # boxes of a copy of the same photo (same group, same orientation by difference hash) listed in place,
+    # and drop the entry when no such copy exists (training/relabel.py::labels_from_copies)
+    misplaced_labels: Literal["keep", "from_copy"] = "keep"
     thermal: Thermal | None = None
 
     @model_validator(mode="after")
