@@ -65,6 +65,19 @@ def test_train_produces_a_complete_model_folder(trained):
     assert set(m["evaluation"]["per_source"]) <= {"wind_iliad", "wind_fans", "pv_isuru_rgb", "pv_zelestra_ir"}
     card = (folder / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
+    # the CPU path the run took, in words, and a bf16 row only where bf16 units measured it
+    from training.config import fast_path_words
+    from training.fastcpu import fast_path_mode
+
+    assert m["training"]["fast_cpu"] == fast_path_mode("auto")
+    assert f"CPU fast path: {fast_path_words(m['training']['fast_cpu'])}." in card
+    bp = m["backend_parity"]
+    from detector.model import cpu_has_bf16
+
+    assert bp["cpu_bf16"] is cpu_has_bf16()
+    bf16_row = next(ln for ln in card.splitlines() if ln.startswith("| openvino-bf16 |"))
+    if "error" not in bp["openvino-bf16"]:  # OpenVINO installed
+        assert ("no bf16 units" in bf16_row) is (not bp["cpu_bf16"])
     # the ONNX metadata carries the taxonomy's class names in order
     from detector.model import load_backend
 

@@ -123,6 +123,8 @@ def write_card(folder: Path, info: dict) -> Path:
                 continue
             if "error" in r:
                 lines.append(f"| {name} | not measured: {r['error']} | |")
+            elif name == "openvino-bf16" and bp.get("cpu_bf16") is False:
+                lines.append(f"| {name} | not measured: the exporting CPU has no bf16 units (OpenVINO ran f32) | |")
             else:
                 lines.append(
                     f"| {name} | {r['max_abs_diff_scores']:.2e} | {r['detections_found']}/{r['detections_reference']} |"

@@ -99,8 +99,9 @@ def backend_parity(onnx_path: Path, images: Sequence[Path], imgsz: int, conf: fl
     """Each runtime ``backend: auto`` can pick against ONNX Runtime fp32 on the same letterboxed
     images: max abs difference of the class scores and the share of fp32's detections found
     again (same class, IoU >= 0.9). Keys: ``openvino-f32``, ``openvino-bf16`` and, with a
-    ``model_int8.onnx`` beside the model, ``onnxruntime-int8``. For the model card."""
-    from detector.model import INT8_FILE, load_backend
+    ``model_int8.onnx`` beside the model, ``onnxruntime-int8``; ``cpu_bf16``: whether this CPU has bf16
+    units (without them the ``openvino-bf16`` row measured f32). For the model card."""
+    from detector.model import INT8_FILE, cpu_has_bf16, load_backend
 
     x = load_tensor(images, imgsz)
     ref_be = load_backend(onnx_path, backend="onnxruntime")
@@ -108,7 +109,8 @@ def backend_parity(onnx_path: Path, images: Sequence[Path], imgsz: int, conf: fl
     runs = {"openvino-f32": ("openvino", onnx_path, "f32"), "openvino-bf16": ("openvino", onnx_path, "bf16")}
     if (onnx_path.parent / INT8_FILE).is_file():
         runs["onnxruntime-int8"] = ("onnxruntime", onnx_path.parent / INT8_FILE, "f32")
-    out: dict = {"images": len(images), "reference": "onnxruntime-f32"}
+    # without bf16 units OpenVINO silently runs a bf16 request in f32: the row then says nothing of bf16
+    out: dict = {"images": len(images), "reference": "onnxruntime-f32", "cpu_bf16": cpu_has_bf16()}
     for name, (backend, path, precision) in runs.items():
         try:
             y = load_backend(path, backend=backend, precision=precision).run(x)
