@@ -2,10 +2,11 @@
 stock Ultralytics, in the same run, on the same images, with the same seed.
 
     .venv/bin/python bench/train_speed.py [--imgsz 416] [--fraction 0.2] [--epochs 1]
-        [--variants stock,fast,fast-1worker,channels-last]
+        [--variants stock,all-cores,fast,fast-1worker,channels-last]
 
-Variants: ``stock`` (Ultralytics' float32 trainer), ``fast`` (bf16 + channels-last),
-``channels-last`` (float32, the layout alone: the path ``auto`` takes without bf16 units).
+Variants: ``stock`` (Ultralytics' float32 trainer as it comes: ``cpu_count - 1`` threads),
+``all-cores`` (the same on every core), ``fast`` (bf16 + channels-last, every core),
+``channels-last`` (float32, the layout alone, every core: the path ``auto`` takes without bf16 units).
 
 Reports training images/second of the training loop (dataloader + forward + loss +
 backward + optimiser; validation off) and the epoch-mean losses of each variant,
@@ -32,14 +33,16 @@ def run_variant(
     from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    from training.fastcpu import ChannelsLastDetectionTrainer, FastCPUDetectionTrainer
+    from training.fastcpu import ChannelsLastDetectionTrainer, CPUDetectionTrainer, FastCPUDetectionTrainer
 
     if name.startswith("fast"):
         base = FastCPUDetectionTrainer
     elif name.startswith("channels-last"):
         base = ChannelsLastDetectionTrainer  # float32, no bf16 units needed
+    elif name.startswith("all-cores"):
+        base = CPUDetectionTrainer  # stock float32 NCHW, on every core
     else:
-        base = DetectionTrainer
+        base = DetectionTrainer  # Ultralytics as it comes: cpu_count - 1 threads
 
     class Timed(base):  # type: ignore[misc,valid-type]
         def __init__(self, *a, **k):
@@ -89,6 +92,7 @@ def run_variant(
         "images_per_s": round(n_images * epochs / seconds, 2),
         "losses": {k: round(float(v), 4) for k, v in tr.tloss.items()},
         "workers": tr.args.workers,
+        "threads": torch.get_num_threads(),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,6 +14,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 
 from training.fastcpu import (  # noqa: E402
     ChannelsLastDetectionTrainer,
+    CPUDetectionTrainer,
     FastCPUDetectionTrainer,
     cpu_bf16_autocast,
     cpu_has_bf16,
@@ -52,7 +55,7 @@ def test_modes_and_their_trainers():
     assert fast_path_mode("auto", device="0") == fast_path_mode("channels_last", device="cuda:0") == "off"
     assert cpu_trainer("bf16") is FastCPUDetectionTrainer
     assert cpu_trainer("channels_last") is ChannelsLastDetectionTrainer
-    assert cpu_trainer("off") is DetectionTrainer
+    assert cpu_trainer("off") is CPUDetectionTrainer and cpu_trainer("bf16", device="0") is DetectionTrainer
     with pytest.raises(ValueError, match="fast_cpu must be"):
         fast_path_mode("fast")
 
@@ -64,6 +67,7 @@ def _record(mod, inp, out):  # module level: checkpoints pickle the model with i
     if mod.training:
         SEEN.setdefault("dtype", out.dtype)
         SEEN.setdefault("channels_last", inp[0].is_contiguous(memory_format=torch.channels_last))
+        SEEN.setdefault("threads", torch.get_num_threads())
 
 
 def _probe(base: type) -> type:
@@ -107,6 +111,8 @@ def test_cpu_trainers_train_channels_last(mini_dataset, tmp_path, trainer, dtype
         verbose=False,
     )
     assert SEEN["dtype"] == dtype
+    # every core computes: Ultralytics' select_device had set cpu_count - 1 (one thread on 2 cores)
+    assert SEEN["threads"] == (os.cpu_count() or 1)
     assert SEEN["channels_last"] and SEEN["batch_channels_last"]
     assert all(torch.isfinite(v).all() for v in model.trainer.tloss.values())
     assert (tmp_path / "run" / "weights" / "last.pt").exists()

@@ -22,6 +22,7 @@ Ultralytics update moves them.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,9 +75,14 @@ def fast_path_wanted(setting: str | bool, device: str = "cpu") -> bool:
     return fast_path_mode(setting, device) == "bf16"
 
 
-def cpu_trainer(mode: str) -> type[DetectionTrainer]:
-    """The Ultralytics trainer class for a :func:`fast_path_mode` result."""
-    return {"bf16": FastCPUDetectionTrainer, "channels_last": ChannelsLastDetectionTrainer}.get(mode, DetectionTrainer)
+def cpu_trainer(mode: str, device: str = "cpu") -> type[DetectionTrainer]:
+    """The Ultralytics trainer class for a :func:`fast_path_mode` result; on a CUDA ``device``
+    Ultralytics' own (AMP does the job there, and the thread count is not ours to set)."""
+    if str(device) not in ("cpu", "") and not str(device).startswith("cpu"):
+        return DetectionTrainer
+    return {"bf16": FastCPUDetectionTrainer, "channels_last": ChannelsLastDetectionTrainer}.get(
+        mode, CPUDetectionTrainer
+    )
 
 
 @contextlib.contextmanager
@@ -96,7 +102,23 @@ def cpu_bf16_autocast() -> Iterator[None]:
         _trainer_module.autocast = original
 
 
-class ChannelsLastDetectionTrainer(DetectionTrainer):
+class CPUDetectionTrainer(DetectionTrainer):
+    """``DetectionTrainer`` that computes on every core of the CPU.
+
+    Ultralytics' ``select_device`` sets torch to ``cpu_count - 1`` intra-op threads for CPU training
+    (a core kept for loader workers), and its trainer then forces 0 loader workers on a CPU: on a
+    2-core machine the model trained on **one** thread while the other core idled. The trainer is
+    built after ``select_device``, so its ``__init__`` sets the threads back (``cpu_threads``; 0 = all)."""
+
+    cpu_threads: int = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.cpu_threads or os.cpu_count() or 1)
+
+
+class ChannelsLastDetectionTrainer(CPUDetectionTrainer):
     """``DetectionTrainer`` with channels-last (NHWC) memory on the CPU, in float32.
 
     The half of the fast path that needs no bf16 units: oneDNN's native layout saves

@@ -115,17 +115,14 @@ def train(
     interrupted run from its ``last.pt``.
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    import torch
     from ultralytics import YOLO
 
     from training.config import fast_path_words
     from training.fastcpu import cpu_trainer, fast_path_mode
 
     device = str(cfg.device) if cfg.device not in (None, "") else "cpu"
-    if device == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
     mode = fast_path_mode(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
-    trainer = cpu_trainer(mode)
+    trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
     log(f"CPU fast path: {fast_path_words(mode)}")
     if resume is not None:
         model = YOLO(str(resume))
