@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -21,6 +19,7 @@ from training.fastcpu import (  # noqa: E402
     cpu_trainer,
     fast_path_mode,
     fast_path_wanted,
+    usable_cores,
 )
 
 
@@ -112,7 +111,7 @@ def test_cpu_trainers_train_channels_last(mini_dataset, tmp_path, trainer, dtype
     )
     assert SEEN["dtype"] == dtype
     # every core computes: Ultralytics' select_device had set cpu_count - 1 (one thread on 2 cores)
-    assert SEEN["threads"] == (os.cpu_count() or 1)
+    assert SEEN["threads"] == usable_cores()
     assert SEEN["channels_last"] and SEEN["batch_channels_last"]
     assert all(torch.isfinite(v).all() for v in model.trainer.tloss.values())
     assert (tmp_path / "run" / "weights" / "last.pt").exists()

@@ -102,6 +102,11 @@ def cpu_bf16_autocast() -> Iterator[None]:
         _trainer_module.autocast = original
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity; ``os.cpu_count()`` counts the whole machine)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class CPUDetectionTrainer(DetectionTrainer):
     """``DetectionTrainer`` that computes on every core of the CPU.
 
@@ -115,7 +120,7 @@ class CPUDetectionTrainer(DetectionTrainer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.device.type == "cpu":
-            torch.set_num_threads(self.cpu_threads or os.cpu_count() or 1)
+            torch.set_num_threads(self.cpu_threads or usable_cores())
 
 
 class ChannelsLastDetectionTrainer(CPUDetectionTrainer):
