@@ -46,6 +46,10 @@ def cpu_has_bf16() -> bool:
     return native and mkldnn_ok
 
 
+def _is_cpu(device: str) -> bool:
+    return str(device) in ("cpu", "") or str(device).startswith("cpu")
+
+
 def fast_path_mode(setting: str | bool, device: str = "cpu") -> str:
     """Which CPU training path to take: ``"bf16"`` (bf16 autocast + channels-last),
     ``"channels_last"`` (float32, channels-last memory only) or ``"off"`` (stock).
@@ -54,7 +58,7 @@ def fast_path_mode(setting: str | bool, device: str = "cpu") -> str:
     is faster in float32 too), True/"on" (bf16), "channels_last", False/"off". A CUDA
     device is always "off": AMP does the job there.
     """
-    if str(device) not in ("cpu", "") and not str(device).startswith("cpu"):
+    if not _is_cpu(device):
         return "off"
     if isinstance(setting, bool):
         return "bf16" if setting else "off"
@@ -78,7 +82,7 @@ def fast_path_wanted(setting: str | bool, device: str = "cpu") -> bool:
 def cpu_trainer(mode: str, device: str = "cpu") -> type[DetectionTrainer]:
     """The Ultralytics trainer class for a :func:`fast_path_mode` result; on a CUDA ``device``
     Ultralytics' own (AMP does the job there, and the thread count is not ours to set)."""
-    if str(device) not in ("cpu", "") and not str(device).startswith("cpu"):
+    if not _is_cpu(device):
         return DetectionTrainer
     return {"bf16": FastCPUDetectionTrainer, "channels_last": ChannelsLastDetectionTrainer}.get(
         mode, CPUDetectionTrainer
