@@ -47,6 +47,10 @@ DJI_FIELDS = (
     "CalibratedFocalLength",
     "CalibratedOpticalCenterX",
     "CalibratedOpticalCenterY",
+    "RtkFlag",
+    "RtkStdLon",
+    "RtkStdLat",
+    "RtkStdHgt",
 )
 
 
@@ -73,6 +77,14 @@ class CameraPose:
     make: str | None = None
     model: str | None = None
     taken_at: str | None = None
+    # DJI XMP RtkFlag: 0 no RTK, 16 single point, 34 float, 50 fixed (centimetre position)
+    rtk_flag: int | None = None
+    rtk_std_m: float | None = None  # horizontal standard deviation the RTK receiver reports
+
+    @property
+    def rtk_fixed(self) -> bool:
+        """The position is an RTK fixed solution (history matching then uses its tighter gate)."""
+        return self.rtk_flag is not None and self.rtk_flag >= 50
 
     @property
     def has_gps(self) -> bool:
@@ -138,16 +150,17 @@ def dms_to_degrees(dms: Any, ref: Any) -> float | None:
 
 
 def parse_dji_xmp(xmp: str) -> dict[str, float]:
-    """DJI ``drone-dji:`` fields, written either as attributes or as elements."""
+    """DJI ``drone-dji:`` fields (``DJI:`` on older Zenmuse cameras such as the XT S), written
+    either as attributes or as elements."""
     out: dict[str, float] = {}
-    if not xmp or "drone-dji" not in xmp:
+    if not xmp or ("drone-dji" not in xmp and "DJI:" not in xmp):
         return out
     for name in DJI_FIELDS:
-        m = re.search(rf'drone-dji:{name}\s*=\s*"([^"]*)"', xmp) or re.search(
-            rf"<drone-dji:{name}>\s*([^<]*?)\s*</drone-dji:{name}>", xmp
+        m = re.search(rf'(?:drone-dji|DJI):{name}\s*=\s*"([^"]*)"', xmp) or re.search(
+            rf"<(drone-dji|DJI):{name}>\s*([^<]*?)\s*</\1:{name}>", xmp
         )
         if m:
-            v = _float(m.group(1).strip().lstrip("+"))
+            v = _float(m.group(m.lastindex or 1).strip().lstrip("+"))
             if v is not None:
                 out[name] = v
     return out
@@ -180,6 +193,10 @@ def read_pose(meta: ImageMetadata, stored_hw: tuple[int, int]) -> CameraPose:
     pose.flight_yaw = dji.get("FlightYawDegree")
     pose.flight_pitch = dji.get("FlightPitchDegree")
     pose.flight_roll = dji.get("FlightRollDegree")
+    if "RtkFlag" in dji:
+        pose.rtk_flag = int(dji["RtkFlag"])
+        stds = [dji[k] for k in ("RtkStdLon", "RtkStdLat") if dji.get(k) is not None and dji[k] >= 0]
+        pose.rtk_std_m = max(stds) if stds else None
     _optics(pose, sub, dji, stored_hw)
     return pose
 

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from detector_fixtures import XT2_FRAMES, need_xt2
+from detector_fixtures import MIRROR, XT2_FRAMES, need_xt2
 from PIL import Image
 
-from detector.decode import decode_image
+from detector.decode import decode_image, read_metadata
 from detector.geo import dms_to_degrees, haversine_m, locate_points, parse_dji_xmp, read_pose, upright_to_stored
 
 R_EARTH = 6371008.8
@@ -48,6 +48,7 @@ def make_drone_jpeg(
     pitch: float = -90.0,
     gps: bool = True,
     south_west: bool = False,
+    xmp_extra: tuple[str, ...] = (),
 ) -> bytes:
     """A JPEG with the metadata a DJI drone writes: EXIF GPS + optics, XMP (attribute form)."""
     exif = Image.Exif()
@@ -68,6 +69,7 @@ def make_drone_jpeg(
     fields += ['drone-dji:GimbalRollDegree="+0.00"', 'drone-dji:FlightYawDegree="+12.30"']
     if rel_alt is not None:
         fields.append(f'drone-dji:RelativeAltitude="{rel_alt:+.2f}"')
+    fields += list(xmp_extra)
     xmp = (
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
@@ -94,6 +96,35 @@ def test_reads_gps_xmp_and_optics():
     assert pose.hfov_deg == pytest.approx(2 * math.degrees(math.atan(0.5)))  # 53.13 deg
     sw, _ = _locate(make_drone_jpeg(south_west=True), [[0, 0]])
     assert sw.latitude == pytest.approx(-LAT0) and sw.longitude == pytest.approx(-LON0)
+
+
+def test_rtk_status_reaches_the_history_tracker():
+    from history.tracker import _rtk
+
+    fixed, _ = _locate(
+        make_drone_jpeg(
+            xmp_extra=('drone-dji:RtkFlag="50"', 'drone-dji:RtkStdLon="0.012"', 'drone-dji:RtkStdLat="0.02"')
+        ),
+        [[0, 0]],
+    )
+    assert fixed.rtk_flag == 50 and fixed.rtk_fixed and fixed.rtk_std_m == pytest.approx(0.02)
+    floating, _ = _locate(make_drone_jpeg(xmp_extra=('drone-dji:RtkFlag="34"',)), [[0, 0]])
+    assert floating.rtk_flag == 34 and not floating.rtk_fixed and floating.rtk_std_m is None
+    plain, _ = _locate(make_drone_jpeg(), [[0, 0]])
+    assert plain.rtk_flag is None and "rtk_flag" not in plain.to_dict()
+    # the stored camera record is what the tracker reads: a fixed solution gets the RTK gate
+    assert _rtk(fixed.to_dict()) and not _rtk(floating.to_dict()) and not _rtk(plain.to_dict())
+
+
+def test_real_dji_frame_without_rtk():
+    path = MIRROR / "thermal_formats" / "DJI_XTS.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not in the mirror")
+    pose = read_pose(read_metadata(path), (512, 640))  # a metadata sample: its pixel data is cut short
+    assert pose.rtk_flag == 0 and not pose.rtk_fixed and pose.has_gps
+    # the XT S writes its XMP under the older "DJI:" prefix, not "drone-dji:"
+    assert pose.relative_altitude == pytest.approx(37.7) and pose.gimbal_yaw == pytest.approx(91.3)
+    assert pose.gimbal_pitch == pytest.approx(19.9) and pose.flight_yaw == pytest.approx(86.2)
 
 
 @pytest.mark.parametrize("yaw", [0.0, 30.0, -120.0])
@@ -192,4 +223,7 @@ def test_xmp_and_dms_parsing_edge_cases():
         "RelativeAltitude": 39.0
     }
     assert parse_dji_xmp('drone-dji:RelativeAltitude="abc"') == {}
+    assert parse_dji_xmp("<DJI:GimbalYawDegree>-4.5</DJI:GimbalYawDegree>") == {"GimbalYawDegree": -4.5}
+    assert parse_dji_xmp("<DJI:GimbalYawDegree>-4.5</drone-dji:GimbalYawDegree>") == {}  # unbalanced
+    assert parse_dji_xmp('Camera:GimbalYawDegree="3"') == {}
     assert dms_to_degrees((10, 30, 0), "S") == -10.5 and dms_to_degrees("junk", "N") is None
