@@ -59,6 +59,15 @@ def test_modes_and_their_trainers():
         fast_path_mode("fast")
 
 
+def test_words_name_the_path_a_run_took():
+    from training.config import fast_path_words
+
+    assert fast_path_words("bf16") == fast_path_words(True) == "bf16 autocast + channels-last"
+    assert fast_path_words("off", "cpu").startswith("off") and fast_path_words(False).startswith("off")
+    # a CUDA run records mode "off" but never ran stock float32: AMP trained it
+    assert "CUDA device 0" in fast_path_words("off", "0") and "float32" not in fast_path_words("off", "0")
+
+
 SEEN: dict = {}
 
 

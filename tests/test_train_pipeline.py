@@ -70,7 +70,8 @@ def test_train_produces_a_complete_model_folder(trained):
     from training.fastcpu import fast_path_mode
 
     assert m["training"]["fast_cpu"] == fast_path_mode("auto")
-    assert f"CPU fast path: {fast_path_words(m['training']['fast_cpu'])}." in card
+    assert m["training"]["device"] == "cpu"
+    assert f"CPU fast path: {fast_path_words(m['training']['fast_cpu'], 'cpu')}." in card
     bp = m["backend_parity"]
     from detector.model import cpu_has_bf16
 

@@ -39,7 +39,7 @@ def write_card(folder: Path, info: dict) -> Path:
         f"- Architecture: `{t['model']}`, input {t['imgsz']} px, batch {t['batch']}.",
         f"- Start: {t['init']}.",
         f"- Epochs run: {t['epochs_run']}; wall-clock {t['hours']:.2f} h on {t['hardware']}.",
-        f"- CPU fast path: {fast_path_words(t['fast_cpu'])}.",
+        f"- CPU fast path: {fast_path_words(t['fast_cpu'], t.get('device'))}.",
         f"- Data: `{t['dataset_fingerprint'][:12]}` built by `pvwind data build` (seed {t['seed']}): "
         f"{t['images']['train']} train / {t['images']['val']} val / {t['images']['test']} test images, "
         "split by source group (no augmented copy or near-duplicate of one photo on two sides).",

@@ -62,8 +62,11 @@ def load_train_config(
     return TrainConfig.model_validate(data)
 
 
-def fast_path_words(mode: str | bool | None) -> str:
-    """What a ``training.fast_cpu`` record means, in words (older records hold a bool)."""
+def fast_path_words(mode: str | bool | None, device: str | None = None) -> str:
+    """What a ``training.fast_cpu`` record means, in words (older records hold a bool). On a CUDA
+    ``device`` the CPU path is not used at all: Ultralytics' AMP (float16) trains there."""
+    if device not in (None, "", "cpu"):
+        return f"not used (CUDA device {device}: Ultralytics AMP, float16)"
     if mode is True:
         mode = "bf16"
     return {

@@ -228,6 +228,7 @@ def run_pipeline(
             "epochs_run": epochs_run,
             "hours": train_hours,
             "hardware": hardware(),
+            "device": str(cfg.device or "cpu"),
             "fast_cpu": fast_path_mode(cfg.fast_cpu, str(cfg.device or "cpu")),
             "seed": cfg.seed,
             "dataset_fingerprint": fingerprint,

@@ -123,7 +123,7 @@ def train(
     device = str(cfg.device) if cfg.device not in (None, "") else "cpu"
     mode = fast_path_mode(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
     trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
-    log(f"CPU fast path: {fast_path_words(mode)}")
+    log(f"CPU fast path: {fast_path_words(mode, device)}")
     if resume is not None:
         model = YOLO(str(resume))
         model.train(resume=True, trainer=trainer)
