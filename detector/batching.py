@@ -33,6 +33,7 @@ class Job:
     tile: Tile | None  # None: the whole image
     shape: tuple[int, int] = (0, 0)  # model input (H, W)
     scale: float = 1.0  # crop pixels -> image pixels (a whole-frame pass on a reduced decode)
+    border: int = 0  # grey input pixels around the scaled crop (the whole-frame pass: cfg.border)
     tensor: np.ndarray | None = None  # (3, H, W) float32, filled ahead of the run
     info: LetterboxInfo | None = None
 
@@ -57,10 +58,18 @@ class Plan:
     batches: list[Batch]
 
 
-def input_hw(backend: Backend, hw: tuple[int, int]) -> tuple[int, int]:
+def frame_border(backend: Backend, cfg: DetectorConfig) -> int:
+    """The grey border of the whole-frame input: ``cfg.border`` on a model of dynamic input size
+    (the input grows by it), none on a fixed-size one (it would shrink the image instead)."""
+    return cfg.border if backend.info.dynamic_hw else 0
+
+
+def input_hw(backend: Backend, hw: tuple[int, int], border: int = 0) -> tuple[int, int]:
+    """The whole-frame input (H, W): the image scaled to the model's size, plus ``border`` on every side."""
     info = backend.info
     if info.dynamic_hw:
-        return rect_shape(hw, info.imgsz, info.stride)
+        h, w = rect_shape(hw, info.imgsz, info.stride)
+        return h + 2 * border, w + 2 * border
     return info.imgsz
 
 
@@ -99,10 +108,11 @@ def image_jobs(
     mode = cfg.tiling if tiling is None else tiling
     h, w = array.shape[:2]
     src = array if whole is None else whole
-    job = Job(index, src, None, input_hw(backend, src.shape[:2]), w / src.shape[1])
+    border = frame_border(backend, cfg)
+    job = Job(index, src, None, input_hw(backend, src.shape[:2], border), w / src.shape[1], border=border)
     if prepare:
         job.tensor = np.empty((3, *job.shape), np.float32)
-        job.info = letterbox_into(src, job.tensor)
+        job.info = letterbox_into(src, job.tensor, border=border)
     jobs = [job]
     tiles = image_tiles(backend, cfg, (h, w), mode)
     for t in tiles:
@@ -170,7 +180,7 @@ def fill(batch: Batch, jobs: list[Job]) -> None:
             batch.infos.append(job.info)
             job.tensor = None
         else:
-            batch.infos.append(letterbox_into(job.crop, x[j], scale_up=not job.native))
+            batch.infos.append(letterbox_into(job.crop, x[j], scale_up=not job.native, border=job.border))
     batch.tensor = x
 
 

@@ -32,6 +32,7 @@ class DetectorConfig(BaseModel):
     model_thresholds: bool
     class_conf: dict[str, float]
     iou: float = Field(gt=0, le=1)
+    border: int = Field(ge=0)
     max_det: int = Field(ge=1)
     tiling: Literal["off", "auto", "on"]
     tiling_min_scale: float = Field(ge=1)

@@ -116,6 +116,10 @@ class Detector:
             int8_max_map50_drop=cfg.int8_max_map50_drop,
         )
         self.info: ModelInfo = self.backend.info
+        if cfg.border % self.info.stride:
+            raise ValueError(
+                f"border must be a multiple of the model's stride ({self.info.stride} px), got {cfg.border}"
+            )
         self.names: tuple[str, ...] = self.info.names
         #: per-class thresholds shipped with the model (thresholds.json beside model.onnx)
         self.model_thresholds = load_model_thresholds(self.info.path, self.names) if cfg.model_thresholds else {}

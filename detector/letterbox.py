@@ -4,6 +4,9 @@ An image is scaled by ``gain = min(H_in / h, W_in / w)`` (bilinear, OpenCV), cen
 padded with grey (114). For models with dynamic height/width, ``rect_shape`` gives the
 smallest stride-aligned input that holds the scaled image (Ultralytics' ``auto=True``),
 which is what its predictor uses for such models and saves compute on non-square frames.
+A ``border`` keeps that many grey pixels around the scaled image on every side (the gain is
+taken on the input less the border): the detector's whole-frame pass uses one
+(``configs/detector.yaml``, ``border``).
 """
 
 from __future__ import annotations
@@ -41,10 +44,14 @@ class LetterboxInfo:
         return out
 
 
-def letterbox_info(orig_hw: tuple[int, int], input_hw: tuple[int, int], scale_up: bool = True) -> LetterboxInfo:
+def letterbox_info(
+    orig_hw: tuple[int, int], input_hw: tuple[int, int], scale_up: bool = True, border: int = 0
+) -> LetterboxInfo:
     h, w = orig_hw
     ih, iw = input_hw
-    r = min(ih / h, iw / w)
+    if not 0 <= 2 * border < min(ih, iw):
+        raise ValueError(f"a border of {border} px does not fit an input of {ih}x{iw}")
+    r = min((ih - 2 * border) / h, (iw - 2 * border) / w)
     if not scale_up:
         r = min(r, 1.0)
     nw, nh = max(round(w * r), 1), max(round(h * r), 1)
@@ -62,10 +69,10 @@ def rect_shape(orig_hw: tuple[int, int], imgsz: tuple[int, int], stride: int = 3
 
 
 def letterbox(
-    image: np.ndarray, input_hw: tuple[int, int], out: np.ndarray | None = None
+    image: np.ndarray, input_hw: tuple[int, int], out: np.ndarray | None = None, border: int = 0
 ) -> tuple[np.ndarray, LetterboxInfo]:
     """Letterbox an HxWx3 uint8 image into ``input_hw``; writes into ``out`` when given."""
-    info = letterbox_info(image.shape[:2], input_hw)
+    info = letterbox_info(image.shape[:2], input_hw, border=border)
     ih, iw = input_hw
     nw, nh = info.new_wh
     if out is None:
@@ -108,15 +115,15 @@ def to_tensor(batch_hwc: np.ndarray) -> np.ndarray:
     return x
 
 
-def letterbox_into(image: np.ndarray, out: np.ndarray, scale_up: bool = True) -> LetterboxInfo:
+def letterbox_into(image: np.ndarray, out: np.ndarray, scale_up: bool = True, border: int = 0) -> LetterboxInfo:
     """Letterbox an (H, W, 3) uint8 RGB image straight into a (3, H_in, W_in) float32 slot.
 
     Equivalent to ``to_tensor(letterbox(image, (H_in, W_in))[0][None])[0]`` without the
     intermediate uint8 canvas. ``scale_up=False``: never enlarge (a tile at native resolution
-    in a stride-aligned input).
+    in a stride-aligned input). ``border``: grey pixels kept around the image on every side.
     """
     ih, iw = out.shape[1:]
-    info = letterbox_info(image.shape[:2], (ih, iw), scale_up)
+    info = letterbox_info(image.shape[:2], (ih, iw), scale_up, border)
     nw, nh = info.new_wh
     resized = (
         image

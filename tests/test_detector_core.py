@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detector_fixtures import model_dir
 
 from detector.detections import Detections
 from detector.letterbox import batch_input_shape, letterbox, letterbox_info, letterbox_into, rect_shape, to_tensor
@@ -171,6 +172,42 @@ def test_letterbox_into_equals_letterbox_then_tensor():
         info = letterbox_into(img, slot)
         ref, ref_info = letterbox(img, shape)
         assert info == ref_info and np.array_equal(slot, to_tensor(ref[None])[0])
+
+
+@pytest.mark.parametrize("hw", [(512, 640), (640, 640), (300, 500)])
+def test_letterbox_border_keeps_grey_around_the_scaled_image(hw):
+    h, w = hw
+    img = np.full((h, w, 3), 200, np.uint8)
+    inner = rect_shape(hw, (416, 416), 32)
+    shape = (inner[0] + 64, inner[1] + 64)
+    out, info = letterbox(img, shape, border=32)
+    plain = letterbox_info(hw, inner)
+    assert info.gain == plain.gain and info.new_wh == plain.new_wh  # same scale as without a border
+    assert (info.left, info.top) == (plain.left + 32, plain.top + 32)
+    assert (out[:32] == 114).all() and (out[-32:] == 114).all()
+    assert (out[:, :32] == 114).all() and (out[:, -32:] == 114).all()
+    assert (out[info.top : info.top + info.new_wh[1], info.left : info.left + info.new_wh[0]] == 200).all()
+    back = info.to_original(np.array([[info.left, info.top, info.left + info.new_wh[0], info.top + info.new_wh[1]]]))
+    assert np.allclose(back[0], [0, 0, w, h], atol=1)
+    slot = np.empty((3, *shape), np.float32)
+    assert letterbox_into(img, slot, border=32) == info and np.array_equal(slot, to_tensor(out[None])[0])
+    with pytest.raises(ValueError, match="does not fit"):
+        letterbox_info(hw, (64, 64), border=32)
+
+
+def test_whole_frame_input_grows_by_the_border():
+    from detector import Detector
+    from detector.batching import image_jobs
+
+    det = Detector(model_dir(), backend="onnxruntime", border=32)
+    frame = np.zeros((640, 960, 3), np.uint8)
+    jobs, _ = image_jobs(det.backend, det.config, 0, frame, tiling="off", prepare=True)
+    inner = rect_shape((640, 960), det.info.imgsz, det.info.stride)
+    assert jobs[0].shape == (inner[0] + 64, inner[1] + 64) and jobs[0].info.left >= 32
+    big, n = image_jobs(det.backend, det.config, 0, np.zeros((3000, 4000, 3), np.uint8), tiling="on")
+    assert n > 0 and all(j.border == 0 for j in big[1:])  # tiles run at native resolution, no border
+    with pytest.raises(ValueError, match="multiple of the model's stride"):
+        Detector(model_dir(), backend="onnxruntime", border=16)
 
 
 def test_to_tensor_layout():

@@ -92,16 +92,18 @@ def test_grid_plan_covers_frame_with_overlap_and_equal_tiles():
 
 
 def _previous_pipeline(det: Detector, frame: np.ndarray) -> Detections:  # noqa: F821
-    """The previous tiler, one tile at a time: 416 px square tiles at 20 % overlap, each run alone,
-    shifted, merged with the whole-frame pass (an independent re-implementation of the old path)."""
+    """The previous tiler, one tile at a time: 416 px square tiles at 20 % overlap, each run alone
+    (as a whole frame without the grey border, which tiles do not get), shifted, merged with the
+    whole-frame pass (an independent re-implementation of the old path)."""
     from detector.detections import Detections
     from detector.tiling import mark_cut, merge_tiles
 
     h, w = frame.shape[:2]
     whole = det.predict(frame, tiling="off")[0]
     parts = [whole.with_data(mergeable=np.ones(len(whole), bool))]
+    tile_det = Detector(model_dir(), backend=det.config.backend, border=0)
     for t in plan_tiles(h, w, det.input_size, 0.2):
-        d = det.predict(np.ascontiguousarray(t.crop(frame)), tiling="off")[0].shifted(t.x0, t.y0)
+        d = tile_det.predict(np.ascontiguousarray(t.crop(frame)), tiling="off")[0].shifted(t.x0, t.y0)
         parts.append(d.with_data(mergeable=mark_cut(d, t, h, w)))
     m = merge_tiles(parts, iou=det.config.iou, merge_threshold=det.config.tile_merge_threshold)
     return Detections(m.xyxy, m.confidence, m.class_id)

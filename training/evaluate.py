@@ -85,9 +85,15 @@ def source_of(img: Path, index: dict[str, str]) -> str:
 
 
 def onnx_predictor(
-    model: Path, conf: float = 0.001, iou: float = 0.7, max_det: int = 300, backend: str = "onnxruntime", batch: int = 8
+    model: Path,
+    conf: float = 0.001,
+    iou: float | None = None,
+    max_det: int = 300,
+    backend: str = "onnxruntime",
+    batch: int = 8,
 ) -> tuple[Predictor, list[str]]:
-    """A predictor that runs ``detector``'s engine (whole image, no tiling)."""
+    """A predictor that runs ``detector``'s engine (whole image, no tiling) with its NMS settings
+    (``configs/detector.yaml``'s ``iou`` unless given): the model is measured as it is served."""
     from detector import Detector
 
     det = Detector(model, backend=backend, conf=conf, iou=iou, max_det=max_det, tiling="off", batch_size=batch)
