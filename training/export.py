@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +133,17 @@ def backend_parity(onnx_path: Path, images: Sequence[Path], imgsz: int, conf: fl
     return out
 
 
-def quantize_int8(onnx_path: Path, out: Path, calib_images: Sequence[Path], imgsz: int) -> Path:
-    """Static INT8 (QDQ) quantisation, calibrated on ``calib_images``."""
+def quantize_int8(
+    onnx_path: Path,
+    out: Path,
+    calib_images: Sequence[Path],
+    imgsz: int,
+    tensor: Callable[[Path], np.ndarray] | None = None,
+) -> Path:
+    """Static INT8 (QDQ) quantisation, calibrated on ``calib_images``, each fed as ``tensor(path)``
+    (default: the 416 square letterbox; `bench/int8_calibration.py` measured it against the
+    detector's bordered rectangles on val, docs/experiments.md)."""
+    tensor = tensor or (lambda p: load_tensor([p], imgsz))
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -148,7 +157,7 @@ def quantize_int8(onnx_path: Path, out: Path, calib_images: Sequence[Path], imgs
         def get_next(self):
             if not self.paths:
                 return None
-            return {self.name: load_tensor([self.paths.pop()], imgsz)}
+            return {self.name: tensor(self.paths.pop())}
 
     pre = out.with_name(out.stem + ".pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
