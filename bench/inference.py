@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from detector.decode import decode_image  # noqa: E402
-from detector.letterbox import letterbox, rect_shape, to_tensor  # noqa: E402
+from detector.letterbox import letterbox, to_tensor  # noqa: E402
 from detector.model import default_threads, resolve_model_path  # noqa: E402
 
 MIRROR = Path(os.environ.get("DATA_MIRROR") or REPO.parent / "shared" / "datasets")
@@ -159,25 +159,29 @@ def quantize_int8(model_path: Path, images: list[Path], out: Path, imgsz: tuple[
 # -- runs -------------------------------------------------------------------------------------------------
 
 
-def bench_detector(model: Path, backend: str, precision: str, images: list[Path], repeats: int, batch: int) -> dict:
+def bench_detector(
+    model: Path, backend: str, precision: str, images: list[Path], repeats: int, batch: int, border: int | None = None
+) -> dict:
     from detector import Detector
+    from detector.batching import frame_border, input_hw
 
-    det = Detector(model, backend=backend, precision=precision, batch_size=batch, tiling="off")
+    det = Detector(model, backend=backend, precision=precision, batch_size=batch, tiling="off", border=border)
+    pad = frame_border(det.backend, det.config)
     n = len(images)
     e2e = timed(lambda: det.inspect(images), repeats)
-    # the same images, preprocessed as Detector does (rect input shape per image, grouped by shape)
+    # the same images, preprocessed as Detector does (rect input shape per image plus the grey border,
+    # grouped by shape)
     pix = [decode_image(p).pixels for p in images]
     by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
     for a in pix:
-        hw = rect_shape(a.shape[:2], det.info.imgsz, det.info.stride) if det.info.dynamic_hw else det.info.imgsz
-        by_shape.setdefault(hw, []).append(a)
+        by_shape.setdefault(input_hw(det.backend, a.shape[:2], pad), []).append(a)
     tensors = []
     for hw, arrs in by_shape.items():
         for s in range(0, len(arrs), batch):
             chunk = arrs[s : s + batch]
             buf = np.empty((len(chunk), *hw, 3), np.uint8)
             for j, a in enumerate(chunk):
-                letterbox(a, hw, out=buf[j])
+                letterbox(a, hw, out=buf[j], border=pad)
             tensors.append(to_tensor(buf))
 
     def bare():
@@ -200,6 +204,7 @@ def bench_detector(model: Path, backend: str, precision: str, images: list[Path]
         "bare_ms_per_image": min(bare_t) / n * 1e3,
         "bare_batch1_ms": min(one) * 1e3,
         "imgsz": list(det.info.imgsz),
+        "border": pad,
         "input_shapes": shapes,
     }
 
@@ -233,6 +238,9 @@ def main() -> int:
     ap.add_argument("--int8", type=Path, help="an INT8 .onnx (default: model_int8.onnx beside the model)")
     ap.add_argument("--quantize", action="store_true", help="make the INT8 model first (needs the onnx package)")
     ap.add_argument("--skip-ultralytics", action="store_true")
+    ap.add_argument(
+        "--border", type=int, default=None, help="whole-frame grey border (default: configs/detector.yaml's)"
+    )
     args = ap.parse_args()
 
     onnx_path = resolve_model_path(args.model)
@@ -250,7 +258,7 @@ def main() -> int:
     for spec in [s.strip() for s in args.backends.split(",") if s.strip()]:
         backend, _, precision = spec.partition("-")
         try:
-            r = bench_detector(onnx_path, backend, precision or "f32", images, args.repeats, args.batch)
+            r = bench_detector(onnx_path, backend, precision or "f32", images, args.repeats, args.batch, args.border)
         except Exception as e:  # noqa: BLE001 - e.g. openvino not installed: report and go on
             print(f"  {spec}: skipped ({e})")
             continue
@@ -269,7 +277,7 @@ def main() -> int:
             ("openvino", "bf16", "openvino-int8"),
         ):
             try:
-                r = bench_detector(int8, backend, precision, images, args.repeats, args.batch)
+                r = bench_detector(int8, backend, precision, images, args.repeats, args.batch, args.border)
             except Exception as e:  # noqa: BLE001
                 print(f"  {label}: skipped ({e})")
                 continue
