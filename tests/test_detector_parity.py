@@ -75,7 +75,9 @@ def test_border_is_ultralytics_on_a_grey_padded_frame():
         pad = round(32 * w / size)  # 32 input pixels in image pixels
         padded = np.full((h + 2 * pad, w + 2 * pad, 3), 114, np.uint8)
         padded[pad : pad + h, pad : pad + w] = rgb
-        res = model.predict(padded[:, :, ::-1], conf=CONF, iou=det.config.iou, imgsz=size + 64, device="cpu", verbose=False)[0]
+        res = model.predict(
+            padded[:, :, ::-1], conf=CONF, iou=det.config.iou, imgsz=size + 64, device="cpu", verbose=False
+        )[0]
         ref = Detections.from_ultralytics(res).shifted(-pad, -pad)
         got = det.predict(rgb, conf=CONF, tiling="off")[0]
         # resizing the padded frame blurs the image's outer pixel into the grey: near, not exact
