@@ -46,7 +46,7 @@ def _weights():
 def test_matches_ultralytics_predictor():
     from detector import Detector
 
-    det = Detector(model_dir(), backend="onnxruntime", border=32)
+    det = Detector(model_dir(), backend="onnxruntime", border=0)
     paths = real_images(9)
     model = ultralytics.YOLO(str(_weights()))
     imgsz = list(det.info.imgsz)
