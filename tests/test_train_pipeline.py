@@ -65,6 +65,9 @@ def test_train_produces_a_complete_model_folder(trained):
     assert set(m["evaluation"]["per_source"]) <= {"wind_iliad", "wind_fans", "pv_isuru_rgb", "pv_zelestra_ir"}
     card = (folder / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
+    # the card's experiments table is the runs table of docs/experiments.md, not every table glued on
+    exp = card.split("## Experiments", 1)[1].split("## Data sources", 1)[0]
+    assert "| run | recipe change |" in exp and "| weights | val mAP50 |" not in exp
     # the CPU path the run took, in words, and a bf16 row only where bf16 units measured it
     from training.config import fast_path_words
     from training.fastcpu import fast_path_mode

@@ -15,6 +15,17 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def runs_table(markdown: str) -> list[str]:
+    """The first table of ``markdown`` (the runs table of docs/experiments.md), not the later ones."""
+    out: list[str] = []
+    for ln in markdown.splitlines():
+        if ln.startswith("|"):
+            out.append(ln)
+        elif out:
+            break
+    return out
+
+
 def write_card(folder: Path, info: dict) -> Path:
     """Write the card from the info that also goes to ``metrics.json``."""
     ev = info["evaluation"]
@@ -138,7 +149,7 @@ def write_card(folder: Path, info: dict) -> Path:
         ]
     if EXPERIMENTS.is_file():  # the recipe history, kept by hand with every run that was measured
         lines += ["", "## Experiments", "", f"From `docs/{EXPERIMENTS.name}` at packaging time:", ""]
-        lines += [ln for ln in EXPERIMENTS.read_text().splitlines() if ln.startswith("|")]
+        lines += runs_table(EXPERIMENTS.read_text())
     lines += ["", "## Data sources", ""]
     for m in load_manifests():
         lines.append(
