@@ -138,7 +138,10 @@ def test_grid_tiles_find_the_same_defects(dets):
     grid = Detector(model_dir(), tile_overlap="auto", max_defect_px=64)
     assert len(batching.image_tiles(grid.backend, grid.config, (3956, 5280), "auto")) < 192
     a, b = grid.predict(frame)[0], old.predict(frame)[0]
-    strong = b[b.confidence >= 0.45]
+    # the placed defects: confident and small (the patches hold boxes of <= 64 px); a model may also
+    # box the textured grey ground as a large soiling patch, which is no placed defect
+    side = np.maximum(b.xyxy[:, 2] - b.xyxy[:, 0], b.xyxy[:, 3] - b.xyxy[:, 1])
+    strong = b[(b.confidence >= 0.45) & (side <= 128)]
     hit, n = _matched(strong, a, 0.5)
     assert n and hit >= 0.8 * n, f"{hit}/{n} confident boxes of the previous tiler found"
 
