@@ -9,9 +9,9 @@ wide camera). Measured per size, on the same frames, each the best of ``--repeat
 
 - ``Detector.inspect`` (read, decode, tiling, model, merge, geolocation, priority) with the
   default settings (``backend: auto``) and per backend, s/frame;
-- the opt-in grid plans (``tile_overlap: auto``, 64 px; 416 and 1024 px tiles) on the default
+- the opt-in grid plans (``tile_overlap: auto``, 64 px; model-size and 1024 px tiles) on the default
   backend, and their boxes against the default's (matched at IoU >= 0.5 and 0.9);
-- SAHI 0.12 ``get_sliced_prediction`` (416 px slices, 0.2 overlap, + the full-frame pass) with
+- SAHI 0.12 ``get_sliced_prediction`` (slices of the model's input size, 0.2 overlap, + the full-frame pass) with
   Ultralytics on ``weights.pt``: the anchor (skipped with a line saying so when sahi is missing);
 
 ``--rss N``: resident memory of ``pvwind inspect`` on a folder of N full-resolution frames
@@ -211,6 +211,9 @@ def main() -> None:
         "openvino-bf16": {"backend": "openvino", "precision": "bf16"},
         "openvino-f32": {"backend": "openvino", "precision": "f32"},
     }
+    from detector import Detector
+
+    tile = Detector(model).info.imgsz[0]  # the model's input size: default tiles and SAHI slices
     rows = []
     for size in args.sizes.split(","):
         paths = frames(size, args.frames)
@@ -218,7 +221,7 @@ def main() -> None:
         for name in args.backends.split(","):
             r[name] = run_detector(paths, args.repeats, model=model, **settings[name])
         for name, kw in (
-            ("auto, grid 416 +64px", {"tile_overlap": "auto", "max_defect_px": 64}),
+            (f"auto, grid {tile} +64px", {"tile_overlap": "auto", "max_defect_px": 64}),
             ("auto, grid 1024 +64px", {"tile_overlap": "auto", "max_defect_px": 64, "tile_size": 1024}),
         ):
             r[name] = run_detector(paths, args.repeats, model=model, **kw)
@@ -226,7 +229,7 @@ def main() -> None:
                 f"iou{t}": match_rate(r["auto"]["_dets"], r[name]["_dets"], t)[0] for t in (0.5, 0.9)
             }
             print(f"{size} MP {name} vs default: boxes matched {r[name]['match_vs_default']}")
-        sahi = None if args.no_sahi else run_sahi(paths, args.repeats, model / "weights.pt", 416)
+        sahi = None if args.no_sahi else run_sahi(paths, args.repeats, model / "weights.pt", tile)
         if sahi:
             r["sahi+ultralytics"] = sahi
         for v in r.values():
