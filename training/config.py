@@ -31,6 +31,7 @@ class TrainConfig(BaseModel):
     int8: bool
     fraction: float
     rare_class_repeat: float | None
+    copy_paste_classes: list[str] | None
     device: str | int | None
     ultralytics: dict[str, Any]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -100,6 +101,22 @@ def initial_model(cfg: TrainConfig, data_yaml: Path, init: Init) -> YOLO:
     return model
 
 
+def _copy_paste(cfg: TrainConfig, data_yaml: Path, log: Callable[[str], None]) -> contextlib.AbstractContextManager:
+    """Box copy-paste for ``cfg.copy_paste_classes`` while Ultralytics trains, when its ``copy_paste``
+    hyper-parameter is above 0 (training/copy_paste.py); else nothing."""
+    p = float(cfg.ultralytics.get("copy_paste") or 0.0)
+    if p <= 0:
+        return contextlib.nullcontext()
+    from training.copy_paste import box_copy_paste, class_ids
+    from training.evaluate import read_data_yaml
+
+    names = read_data_yaml(Path(data_yaml))[1]
+    ids = class_ids(names, cfg.copy_paste_classes)
+    which = "every class" if ids is None else ", ".join(cfg.copy_paste_classes or [])
+    log(f"box copy-paste: p {p} for {which}")
+    return box_copy_paste(ids)
+
+
 def train(
     cfg: TrainConfig,
     data_yaml: Path,
@@ -124,9 +141,11 @@ def train(
     mode = fast_path_mode(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
     trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
     log(f"CPU fast path: {fast_path_words(mode, device)}")
+    copy_paste = _copy_paste(cfg, data_yaml, log)
     if resume is not None:
         model = YOLO(str(resume))
-        model.train(resume=True, trainer=trainer)
+        with copy_paste:
+            model.train(resume=True, trainer=trainer)
         return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
     init = init or Init(None, "from scratch")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +178,7 @@ def train(
     if cfg.hours:
         args["time"] = cfg.hours
     args.update(cfg.ultralytics)
-    model.train(trainer=trainer, **args)
+    with copy_paste:
+        model.train(trainer=trainer, **args)
     best = Path(model.trainer.best)
     return best if best.exists() else Path(model.trainer.last)
