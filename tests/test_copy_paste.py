@@ -116,8 +116,10 @@ def test_training_turns_it_on_from_the_config(mini_dataset):
     from training.train import _copy_paste
 
     said: list[str] = []
-    off = load_train_config()
-    assert off.ultralytics["copy_paste"] == 0.0 and "pv_bird_drop" in off.copy_paste_classes
+    shipped = load_train_config()
+    assert shipped.ultralytics["copy_paste"] > 0 and "pv_bird_drop" in shipped.copy_paste_classes
+    assert "blade_dirt" not in shipped.copy_paste_classes
+    off = load_train_config(sets=["copy_paste=0"])
     assert isinstance(_copy_paste(off, mini_dataset, said.append), contextlib.nullcontext) and not said
     on = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_pinhole]"])
     original = augment.CopyPaste
@@ -126,6 +128,20 @@ def test_training_turns_it_on_from_the_config(mini_dataset):
     assert augment.CopyPaste is original
     assert isinstance(built, BoxCopyPaste) and built.classes.tolist() == [3]
     assert said == ["box copy-paste: p 0.5 for blade_pinhole"]
-    bad = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_crack]"])
-    with pytest.raises(ValueError, match="blade_crack"):
-        _copy_paste(bad, mini_dataset, said.append)
+    # names the dataset lacks (another training set, a typo) are named and skipped, not fatal
+    said.clear()
+    part = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_crack, pv_soiling]"])
+    with _copy_paste(part, mini_dataset, said.append):
+        built = augment.CopyPaste(None, p=0.5, mode="flip")
+    assert built.classes.tolist() == [5]
+    assert said == [
+        "box copy-paste: blade_crack not among this dataset's classes, skipped",
+        "box copy-paste: p 0.5 for pv_soiling",
+    ]
+    said.clear()
+    none = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_crack]"])
+    assert isinstance(_copy_paste(none, mini_dataset, said.append), contextlib.nullcontext)
+    assert said[-1] == "box copy-paste: off (none of copy_paste_classes is in this dataset)"
+    every = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=null"])
+    with _copy_paste(every, mini_dataset, said.append):
+        assert augment.CopyPaste(None, p=0.5, mode="flip").classes is None
