@@ -69,10 +69,9 @@ def test_fraction_and_off():
 
 
 def test_class_names_and_modes():
-    assert class_ids({0: "a", 1: "b", 2: "c"}, ["c", "a"]) == [2, 0]
-    assert class_ids(["a", "b"], None) is None
-    with pytest.raises(ValueError, match="unknown class.*zzz"):
-        class_ids(["a", "b"], ["a", "zzz"])
+    assert class_ids({0: "a", 1: "b", 2: "c"}, ["c", "a"]) == ([2, 0], [])
+    assert class_ids(["a", "b"], None) == (None, [])
+    assert class_ids(["a", "b"], ["a", "zzz"]) == ([0], ["zzz"])  # the unknown name is reported, not pasted
     with pytest.raises(ValueError, match="'flip' only"):
         BoxCopyPaste(p=0.5, mode="mixup")
 

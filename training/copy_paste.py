@@ -82,18 +82,16 @@ class BoxCopyPaste(augment.CopyPaste):
         return labels
 
 
-def class_ids(names: Mapping[int, str] | Sequence[str], chosen: Iterable[str] | None) -> list[int] | None:
-    """The ids of the ``chosen`` class names among the dataset's ``names`` (None: every class)."""
+def class_ids(
+    names: Mapping[int, str] | Sequence[str], chosen: Iterable[str] | None
+) -> tuple[list[int] | None, list[str]]:
+    """The ids of the ``chosen`` class names among the dataset's ``names`` (None: every class), and the
+    chosen names the dataset does not have."""
     if chosen is None:
-        return None
+        return None, []
     by_name = {v: k for k, v in (names.items() if isinstance(names, Mapping) else enumerate(names))}
     chosen = list(chosen)
-    unknown = [c for c in chosen if c not in by_name]
-    if unknown:
-        raise ValueError(
-            f"copy_paste_classes: unknown class(es) {', '.join(unknown)}; the dataset has {', '.join(by_name)}"
-        )
-    return [by_name[c] for c in chosen]
+    return [by_name[c] for c in chosen if c in by_name], [c for c in chosen if c not in by_name]
 
 
 @contextlib.contextmanager

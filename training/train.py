@@ -111,17 +111,13 @@ def _copy_paste(cfg: TrainConfig, data_yaml: Path, log: Callable[[str], None]) -
     from training.evaluate import read_data_yaml
 
     names = read_data_yaml(Path(data_yaml))[1]
-    wanted = cfg.copy_paste_classes
-    if wanted is not None:  # a dataset with other classes: say which names it lacks, paste the rest
-        missing = [c for c in wanted if c not in names.values()]
-        if missing:
-            log(f"box copy-paste: {', '.join(missing)} not among this dataset's classes, skipped")
-        wanted = [c for c in wanted if c in names.values()]
-        if not wanted:
-            log("box copy-paste: off (none of copy_paste_classes is in this dataset)")
-            return contextlib.nullcontext()
-    ids = class_ids(names, wanted)
-    log(f"box copy-paste: p {p} for {'every class' if wanted is None else ', '.join(wanted)}")
+    ids, missing = class_ids(names, cfg.copy_paste_classes)
+    if missing:  # a dataset with other classes: say which names it lacks, paste the rest
+        log(f"box copy-paste: {', '.join(missing)} not among this dataset's classes, skipped")
+    if ids == []:
+        log("box copy-paste: off (none of copy_paste_classes is in this dataset)")
+        return contextlib.nullcontext()
+    log(f"box copy-paste: p {p} for {'every class' if ids is None else ', '.join(names[i] for i in ids)}")
     return box_copy_paste(ids)
 
 
