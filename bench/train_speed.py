@@ -2,11 +2,13 @@
 stock Ultralytics, in the same run, on the same images, with the same seed.
 
     .venv/bin/python bench/train_speed.py [--imgsz 416] [--fraction 0.2] [--epochs 1]
-        [--variants stock,all-cores,fast,fast-1worker,channels-last]
+        [--variants stock,all-cores,fast,fast-1worker,channels-last,fast-copy-paste]
 
 Variants: ``stock`` (Ultralytics' float32 trainer as it comes: ``cpu_count - 1`` threads),
 ``all-cores`` (the same on every core), ``fast`` (bf16 + channels-last, every core),
 ``channels-last`` (float32, the layout alone, every core: the path ``auto`` takes without bf16 units).
+A ``-copy-paste`` suffix adds the box copy-paste of configs/train.yaml (``training/copy_paste.py``: its
+classes and ``copy_paste`` fraction); the other variants run without it.
 
 Reports training images/second of the training loop (dataloader + forward + loss +
 backward + optimiser; validation off) and the epoch-mean losses of each variant,
@@ -16,6 +18,7 @@ which should agree to about two digits. Builds the dataset first if needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -60,27 +63,36 @@ def run_variant(
         def final_eval(self):  # the benchmark times training only; skip validating best.pt
             return None
 
+    copy_paste, paste_ctx = 0.0, contextlib.nullcontext()
+    if name.endswith("copy-paste"):
+        from training.config import load_train_config
+        from training.train import copy_paste_augmentation
+
+        cfg = load_train_config()
+        copy_paste, paste_ctx = float(cfg.ultralytics["copy_paste"]), copy_paste_augmentation(cfg, data, print)
     torch.manual_seed(0)
     model = YOLO("yolo11n.yaml")
-    model.train(
-        data=str(data),
-        trainer=Timed,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        fraction=fraction,
-        val=False,
-        plots=False,
-        cache="ram",
-        amp=False,
-        seed=0,
-        deterministic=True,
-        verbose=False,
-        project=str(out),
-        name=name,
-        exist_ok=True,
-        close_mosaic=0,
-    )
+    with paste_ctx:
+        model.train(
+            data=str(data),
+            trainer=Timed,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            fraction=fraction,
+            val=False,
+            plots=False,
+            cache="ram",
+            amp=False,
+            seed=0,
+            deterministic=True,
+            verbose=False,
+            project=str(out),
+            name=name,
+            exist_ok=True,
+            close_mosaic=0,
+            copy_paste=copy_paste,
+        )
     tr = model.trainer
     n_images = len(tr.train_loader.dataset)
     seconds = sum(tr._times)

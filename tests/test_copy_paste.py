@@ -112,17 +112,17 @@ def test_training_turns_it_on_from_the_config(mini_dataset):
     import contextlib
 
     from training.config import load_train_config
-    from training.train import _copy_paste
+    from training.train import copy_paste_augmentation
 
     said: list[str] = []
     shipped = load_train_config()
     assert shipped.ultralytics["copy_paste"] > 0 and "pv_bird_drop" in shipped.copy_paste_classes
     assert "blade_dirt" not in shipped.copy_paste_classes
     off = load_train_config(sets=["copy_paste=0"])
-    assert isinstance(_copy_paste(off, mini_dataset, said.append), contextlib.nullcontext) and not said
+    assert isinstance(copy_paste_augmentation(off, mini_dataset, said.append), contextlib.nullcontext) and not said
     on = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_pinhole]"])
     original = augment.CopyPaste
-    with _copy_paste(on, mini_dataset, said.append):
+    with copy_paste_augmentation(on, mini_dataset, said.append):
         built = augment.CopyPaste(None, p=0.5, mode="flip")
     assert augment.CopyPaste is original
     assert isinstance(built, BoxCopyPaste) and built.classes.tolist() == [3]
@@ -130,7 +130,7 @@ def test_training_turns_it_on_from_the_config(mini_dataset):
     # names the dataset lacks (another training set, a typo) are named and skipped, not fatal
     said.clear()
     part = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_crack, pv_soiling]"])
-    with _copy_paste(part, mini_dataset, said.append):
+    with copy_paste_augmentation(part, mini_dataset, said.append):
         built = augment.CopyPaste(None, p=0.5, mode="flip")
     assert built.classes.tolist() == [5]
     assert said == [
@@ -139,8 +139,8 @@ def test_training_turns_it_on_from_the_config(mini_dataset):
     ]
     said.clear()
     none = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=[blade_crack]"])
-    assert isinstance(_copy_paste(none, mini_dataset, said.append), contextlib.nullcontext)
+    assert isinstance(copy_paste_augmentation(none, mini_dataset, said.append), contextlib.nullcontext)
     assert said[-1] == "box copy-paste: off (none of copy_paste_classes is in this dataset)"
     every = load_train_config(sets=["copy_paste=0.5", "copy_paste_classes=null"])
-    with _copy_paste(every, mini_dataset, said.append):
+    with copy_paste_augmentation(every, mini_dataset, said.append):
         assert augment.CopyPaste(None, p=0.5, mode="flip").classes is None

@@ -101,7 +101,9 @@ def initial_model(cfg: TrainConfig, data_yaml: Path, init: Init) -> YOLO:
     return model
 
 
-def _copy_paste(cfg: TrainConfig, data_yaml: Path, log: Callable[[str], None]) -> contextlib.AbstractContextManager:
+def copy_paste_augmentation(
+    cfg: TrainConfig, data_yaml: Path, log: Callable[[str], None]
+) -> contextlib.AbstractContextManager:
     """Box copy-paste for ``cfg.copy_paste_classes`` while Ultralytics trains, when its ``copy_paste``
     hyper-parameter is above 0 (training/copy_paste.py); else nothing."""
     p = float(cfg.ultralytics.get("copy_paste") or 0.0)
@@ -145,7 +147,7 @@ def train(
     mode = fast_path_mode(cfg.fast_cpu, device)  # a CUDA device: off (AMP does the job there)
     trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
     log(f"CPU fast path: {fast_path_words(mode, device)}")
-    copy_paste = _copy_paste(cfg, data_yaml, log)
+    copy_paste = copy_paste_augmentation(cfg, data_yaml, log)
     if resume is not None:
         model = YOLO(str(resume))
         with copy_paste:
