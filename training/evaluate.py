@@ -15,7 +15,7 @@ from PIL import Image
 from detector.detections import Detections
 from training.metrics import ImageBoxes, coco_map
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 Predictor = Callable[[Sequence[Path]], list[Detections]]
 
 

@@ -8,9 +8,12 @@ import io
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from faster_coco_eval import COCO, COCOeval_faster
+
+if TYPE_CHECKING:  # imported where used: training (sampling) runs on machines without it
+    from faster_coco_eval import COCO
 
 
 @dataclass
@@ -41,6 +44,8 @@ def _coco_gt(gt: Sequence[ImageBoxes], names: Sequence[str]) -> COCO:
                     "iscrowd": 0,
                 }
             )
+    from faster_coco_eval import COCO
+
     coco = COCO()
     coco.dataset = {
         "images": images,
@@ -84,6 +89,8 @@ def coco_map(
     """mAP50 and mAP50-95 overall and per class; with ``groups`` (name -> image ids,
     e.g. per source dataset) also per group. Classes without ground truth in the
     evaluated images are left out of the means, as COCO and Ultralytics do."""
+    from faster_coco_eval import COCOeval_faster
+
     coco_gt = _coco_gt(gt, names)
     dets = _dets(pred)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+from training.evaluate import IMAGE_SUFFIXES
 
 
 @dataclass
