@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -45,8 +45,8 @@ def pack(data: Path, out: Path, size: int, quality: int, splits: tuple[str, ...]
     out.mkdir(parents=True, exist_ok=True)
     dest = out / "data.tar"
     jobs = [(str(p), size, quality) for s in splits for p in sorted((data / "images" / s).iterdir())]
-    with tarfile.open(dest, "w") as tar, ProcessPoolExecutor() as pool:
-        for path, buf in pool.map(_encode, jobs, chunksize=32):
+    with tarfile.open(dest, "w") as tar, ThreadPoolExecutor() as pool:
+        for path, buf in pool.map(_encode, jobs):
             p = Path(path)
             split = p.parent.name
             _add(tar, f"dataset/images/{split}/{p.stem}.webp", buf)
