@@ -97,3 +97,25 @@ def test_collect_strips_and_packs_the_newest_checkpoints_and_splits_a_large_one(
     assert len(parts) == 2
     assert b"".join(p.read_bytes() for p in parts) == (w / "best.pt").read_bytes()
     assert np.all([p.stat().st_size <= size for p in parts])
+
+
+def test_the_offline_results_reader_reads_what_polars_reads(tmp_path: Path, monkeypatch) -> None:
+    """train_job's shim for a machine without polars gives Ultralytics the same results dictionary."""
+    pytest.importorskip("polars")
+    from types import SimpleNamespace
+
+    from ultralytics.engine import trainer as T
+
+    monkeypatch.setattr(T.BaseTrainer, "read_results_csv", T.BaseTrainer.read_results_csv)
+    monkeypatch.setattr(T, "check_amp", T.check_amp)
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text(
+        "epoch,time,train/box_loss,metrics/mAP50(B),lr/pg0\n1,60.5,1.25,0.31,0.002\n2,121.0,1.20,0.35,0.0019\n"
+    )
+    fake = SimpleNamespace(csv=csv_path)
+    expected = T.BaseTrainer.read_results_csv(fake)  # Ultralytics' own, with polars
+    _module("train_job").offline_shims()
+    got = T.BaseTrainer.read_results_csv(fake)
+    assert got == expected and got["metrics/mAP50(B)"] == [0.31, 0.35]
+    assert T.check_amp(None) is True
+    assert T.BaseTrainer.read_results_csv(SimpleNamespace(csv=tmp_path / "missing.csv")) == {}
