@@ -29,9 +29,10 @@ for pkg in ultralytics ultralytics-thop ultralytics-platform pydantic pydantic-c
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "$pkg==$v" 2>&1 | grep -v "^WARNING: Location" || true
 done
-[ -f .gpu/data.tar.xz ] && [ .gpu/data.tar.xz -nt build/dataset/data.yaml ] || {
+# pack again when the build is newer or the quality differs
+[ -f .gpu/data.tar.xz ] && [ .gpu/data.tar.xz -nt build/dataset/data.yaml ] && [ "$(cat .gpu/quality 2>/dev/null)" = "$Q" ] || {
   .venv/bin/python bench/gpu/pack.py --data build/dataset --out .gpu --quality "$Q"
-  xz -T0 -1 -f .gpu/data.tar
+  xz -T0 -1 -f .gpu/data.tar && echo "$Q" > .gpu/quality
 }
 if ! grep -qx "$BEGIN" $EXCL; then
   { echo "$BEGIN"; for f in $LEFT; do echo "/$f"; done; echo "$END"; } >> $EXCL
