@@ -54,7 +54,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from training.config import load_train_config
-    from training.train import Init, model_weights, train
+    from training.train import resolve_init, train
 
     data = a.data.resolve()
     text = data.read_text()  # the pack's data.yaml says path: . - make it absolute for Ultralytics
@@ -66,15 +66,15 @@ def main() -> None:
         "workers": a.workers,
         "fraction": a.fraction,
         "model": a.model,
+        "init": a.init,
     }
     cfg = load_train_config(overrides=overrides, sets=a.set)
-    if a.init == "scratch":
-        init = Init(None, f"from scratch ({cfg.model})")
-    else:
-        w = model_weights(Path(a.init))
-        if w is None:
-            sys.exit(f"--init {a.init}: no weights")
-        init = Init(str(w), f"fine-tuned from {Path(os.path.realpath(w)).parent.name}")
+    if cfg.init in ("auto", "pretrained"):
+        sys.exit("--init: a model folder, a .pt or scratch (nothing can be fetched on that machine)")
+    try:
+        init = resolve_init(cfg)  # as `pvwind train --init` resolves it, with the same lineage words
+    except FileNotFoundError as e:
+        sys.exit(str(e))
     offline_shims()
     t0 = time.time()
     best = train(cfg, data, a.run_dir.resolve(), init=init)
