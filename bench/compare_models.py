@@ -75,7 +75,7 @@ def main() -> None:
         if not p.exists():
             sys.exit(f"compare_models: {p} does not exist")
     gts, pred_a, names_a, _ = collect(a.a, a.data, a.split)
-    gts_b, pred_b, names_b, _ = collect(a.b, a.data, a.split)
+    _, pred_b, names_b, _ = collect(a.b, a.data, a.split)
     if names_a != names_b:
         sys.exit(f"compare_models: the models' classes differ ({names_a} vs {names_b})")
     result = {"a": str(a.a), "b": str(a.b), "split": a.split}

@@ -1,6 +1,6 @@
 """Pack the built training set small enough to travel to a lent GPU machine (64 MiB with the repo).
 
-    .venv/bin/python bench/gpu/pack.py --data build/dataset --out .gpu --quality 65
+    .venv/bin/python bench/gpu/pack.py --data build/dataset --out .gpu --quality 60
 
 Writes ``OUT/data.tar`` (train + val images re-encoded as WebP with the long side at most ``--size``,
 the training input size, so Ultralytics' own resize loses nothing more; labels unchanged, YOLO boxes
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("build/dataset"))
     ap.add_argument("--out", type=Path, default=Path(".gpu"))
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--quality", type=int, default=65)
+    ap.add_argument("--quality", type=int, default=60)
     a = ap.parse_args()
     dest = pack(a.data, a.out, a.size, a.quality)
     print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The prepared GPU run (docs/experiments.md, "GPU run"): the training jobs of a jobs file side by side
+# The prepared GPU run (docs/experiments.md, "The first GPU run"): the training jobs of a jobs file side by side
 # on one lent GPU machine, each through bench/gpu/train_job.py, stopped by a deadline, checkpoints
 # stripped and packed into $OUT. Run from the repo root with .gpu/data.tar.xz (bench/gpu/pack.py) and .whl
 # carried:  bash bench/gpu/run.sh HOURS DEADLINE_S JOBS_FILE
