@@ -1,14 +1,17 @@
-"""Is model B better than model A, or within the noise of the split? A paired bootstrap over images.
+"""Is model B better than model A, or within the noise of the split? A paired bootstrap over source groups.
 
     .venv/bin/python bench/compare_models.py --a models/current --b path/to/candidate \
         [--split val] [--n 500] [--data build/dataset/data.yaml] [--out build/bench/compare.json]
 
 Both models predict every image of the split once (through ``detector/``, as ``pvwind evaluate``
-scores them); then ``--n`` times the same images are drawn with replacement for both, and mAP50 and
-mAP50-95 (faster-coco-eval, as everywhere) are computed for each model on the draw. The difference
-B - A over the draws gives a 95 % interval and the share of draws in which B is ahead. With 325 val
-images and 10 classes of 6-170 boxes, differences of a few points are often inside that interval:
-read a promotion decided by a small margin with it. Use val to decide; test only to report.
+scores them); then ``--n`` times the same source groups are drawn with replacement for both (a group
+is a photo with its augmented copies, or a flight's overlapping frames: the build's index.json; its
+images are not independent samples, so a draw of single images understates the spread), and mAP50
+and mAP50-95 (faster-coco-eval, as everywhere) are computed for each model on the draw. The
+difference B - A over the draws gives a 95 % interval and the share of draws in which B is ahead.
+With 325 val images in 142 groups and 10 classes of 6-170 boxes (1-38 groups), differences of a few
+points are often inside that interval: read a promotion decided by a small margin with it. Use val
+to decide; test only to report.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +28,32 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.evaluate import collect  # noqa: E402
-from training.metrics import ImageBoxes, coco_map  # noqa: E402
-
-
-def _draw(boxes: list[ImageBoxes], idx: np.ndarray) -> list[ImageBoxes]:
-    """The drawn images, renumbered 1..n (an image drawn twice counts twice)."""
-    return [replace(boxes[i], image_id=k + 1) for k, i in enumerate(idx)]
+from training.evaluate import collect, image_clusters  # noqa: E402
+from training.metrics import ImageBoxes, coco_map, draw_clusters, redraw  # noqa: E402
 
 
 def paired_bootstrap(
-    gts: list[ImageBoxes], pred_a: list[ImageBoxes], pred_b: list[ImageBoxes], names: list[str], n: int, seed: int
+    gts: list[ImageBoxes],
+    pred_a: list[ImageBoxes],
+    pred_b: list[ImageBoxes],
+    names: list[str],
+    n: int,
+    seed: int,
+    clusters: list[str] | None = None,
 ) -> dict:
+    """B - A over ``n`` paired draws of ``clusters`` (one id per image; None: every image its own)."""
+    clusters = clusters if clusters is not None else [str(i) for i in range(len(gts))]
     rng = np.random.default_rng(seed)
     keys = ("map50", "map50_95")
     full_a, full_b = coco_map(gts, pred_a, names), coco_map(gts, pred_b, names)
     deltas = {k: [] for k in keys}
     for _ in range(n):
-        idx = rng.integers(0, len(gts), len(gts))
-        g = _draw(gts, idx)
-        ra, rb = coco_map(g, _draw(pred_a, idx), names), coco_map(g, _draw(pred_b, idx), names)
+        idx = draw_clusters(clusters, rng)
+        g = redraw(gts, idx)
+        ra, rb = coco_map(g, redraw(pred_a, idx), names), coco_map(g, redraw(pred_b, idx), names)
         for k in keys:
             deltas[k].append(rb[k] - ra[k])
-    out = {"images": len(gts), "draws": n, "seed": seed}
+    out = {"images": len(gts), "groups": len(set(clusters)), "draws": n, "seed": seed}
     for k in keys:
         d = np.asarray(deltas[k])
         out[k] = {
@@ -79,7 +84,8 @@ def main() -> None:
     if names_a != names_b:
         sys.exit(f"compare_models: the models' classes differ ({names_a} vs {names_b})")
     result = {"a": str(a.a), "b": str(a.b), "split": a.split}
-    result.update(paired_bootstrap(gts, pred_a, pred_b, names_a, a.n, a.seed))
+    clusters = image_clusters(a.data, a.split)
+    result.update(paired_bootstrap(gts, pred_a, pred_b, names_a, a.n, a.seed, clusters))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     for k in ("map50", "map50_95"):

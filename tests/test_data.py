@@ -263,6 +263,26 @@ def test_build_writes_ultralytics_dataset_without_leaks(built):
     # background images (clean / no_defect) are kept without boxes
     assert sum(s["splits"][sp]["background"] for s in report.counts["sources"].values() for sp in s["splits"]) > 0
     assert report.counts["sources"]["pv_isuru_rgb"]["dropped_or_repaired"].get("background_label:clean", 0) > 0
+    # per class and split, the distinct groups (photos with their copies) that hold the class, from the index
+    from detector.taxonomy import load_taxonomy as _tax
+
+    names = _tax().names
+    held = defaultdict(set)
+    for row in index:
+        label = (out / row["image"].replace("images/", "labels/", 1)).with_suffix(".txt")
+        for line in label.read_text().splitlines():
+            held[(row["source"], row["split"], names[int(line.split()[0])])].add(row["group"])
+    counted = {
+        (src, sp, name): n
+        for src, s in report.counts["sources"].items()
+        for sp, c in s["splits"].items()
+        for name, n in c.get("groups_per_class", {}).items()
+    }
+    assert counted == {k: len(v) for k, v in held.items()}
+    assert any(n < report.counts["sources"][k[0]]["splits"][k[1]]["images_per_class"][k[2]] for k, n in counted.items())
+    from training.build import format_report
+
+    assert "boxes (images, groups) per class and split" in format_report(report.counts)
 
 
 def test_ultralytics_accepts_the_data_yaml(built):

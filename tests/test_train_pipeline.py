@@ -65,6 +65,12 @@ def test_train_produces_a_complete_model_folder(trained):
     assert set(m["evaluation"]["per_source"]) <= {"wind_iliad", "wind_fans", "pv_isuru_rgb", "pv_zelestra_ir"}
     card = (folder / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
+    # how sure the test figures are: intervals drawn by source group, and each class's group count
+    ev, ci = m["evaluation"], m["evaluation"]["ci95"]
+    assert ci["draws"] == load_train_config().ci_draws and ci["clusters"] <= ev["images"]
+    assert ci["map50"][0] <= ci["map50"][1] and set(ci["per_class"]) <= set(ev["per_class"])
+    assert all(1 <= r["groups"] <= r["instances"] for r in ev["per_class"].values())
+    assert "How sure: 95% bootstrap intervals" in card and "| mAP50 interval |" in card
     # the card's experiments table is the runs table of docs/experiments.md, not every table glued on
     exp = card.split("## Experiments", 1)[1].split("## Data sources", 1)[0]
     assert "| run | recipe change |" in exp and "| weights | val mAP50 |" not in exp
@@ -104,12 +110,19 @@ def test_evaluate_cli_prints_table_and_writes_json(trained, mini_dataset, tmp_pa
             "val",
             "--json",
             str(out),
+            "--ci",
+            "25",
         ]
     )
     assert code == 0
-    assert "mAP50" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mAP50" in printed and "mAP50 95% interval" in printed and "25 bootstrap draws" in printed
     r = json.loads(out.read_text())
     assert r["split"] == "val" and r["images"] == len(list((mini_dataset.parent / "images/val").iterdir()))
+    lo, hi = r["ci95"]["map50"]
+    assert r["ci95"]["draws"] == 25 and 0.0 <= lo <= hi <= 1.0
+    code = pvwind(["evaluate", "--model", str(trained / "tiny-v1"), "--data", str(mini_dataset), "--ci", "-3"])
+    assert code == 2 and "--ci takes a number of draws" in capsys.readouterr().err
 
 
 def test_evaluate_matches_classes_by_name_on_a_subset(trained, mini_dataset, tmp_path):

@@ -395,6 +395,7 @@ def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifest
             }
         )
     )
+    class_groups: dict = defaultdict(set)  # (source, split, class) -> the groups (photos + copies) holding it
     for it in items:
         c = per[it.source][it.split]
         c["images"] += 1
@@ -405,6 +406,9 @@ def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifest
             c["boxes_per_class"][tax.names[k]] += 1
         for k in set(it.classes):
             c["images_per_class"][tax.names[k]] += 1
+            class_groups[(it.source, it.split, tax.names[k])].add(it.group)
+    for (source, split, name), gs in class_groups.items():
+        per[source][split].setdefault("groups_per_class", Counter())[name] = len(gs)
     groups = defaultdict(set)
     for it in items:
         groups[it.source].add(it.group)
@@ -458,19 +462,21 @@ def format_report(counts: dict) -> str:
         t.add_row(*row)
     t.add_row("total", "", *[f"{a} ({b}) / {c}" for a, b, c in totals.values()])
     con.print(t)
-    tc = Table(title="boxes (images) per class and split")
+    tc = Table(title="boxes (images, groups) per class and split", caption="a group: a photo with its copies")
     tc.add_column("class")
     for sp in SPLITS:
         tc.add_column(sp, justify="right")
-    classes: dict[str, dict[str, list[int]]] = defaultdict(lambda: {sp: [0, 0] for sp in SPLITS})
+    classes: dict[str, dict[str, list[int]]] = defaultdict(lambda: {sp: [0, 0, 0] for sp in SPLITS})
     for s in counts["sources"].values():
         for sp in SPLITS:
             for k, v in s["splits"][sp]["boxes_per_class"].items():
                 classes[k][sp][0] += v
             for k, v in s["splits"][sp]["images_per_class"].items():
                 classes[k][sp][1] += v
+            for k, v in s["splits"][sp].get("groups_per_class", {}).items():  # absent in older reports
+                classes[k][sp][2] += v
     for k in sorted(classes):
-        tc.add_row(k, *[f"{b} ({i})" for b, i in classes[k].values()])
+        tc.add_row(k, *[f"{b} ({i}, {g})" if g else f"{b} ({i})" for b, i, g in classes[k].values()])
     con.print(tc)
     td = Table(title="dropped or repaired")
     td.add_column("source")

@@ -15,6 +15,10 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _span(v: list[float] | None) -> str:
+    return "-" if not v else f"{v[0]:.3f} - {v[1]:.3f}"
+
+
 def runs_table(markdown: str) -> list[str]:
     """The first table of ``markdown`` (the runs table of docs/experiments.md), not the later ones."""
     out: list[str] = []
@@ -65,6 +69,7 @@ def write_card(folder: Path, info: dict) -> Path:
             names = " + ".join(trial["ingredients"])
             lines.append(f"| {names} | {trial['val_map50']:.3f} | {trial['val_map50_95']:.3f} | {kept} |")
         lines.append("")
+    ci = ev.get("ci95") or {}
     lines += [
         "## Evaluation (test split, exported ONNX model through `detector/`)",
         "",
@@ -72,6 +77,14 @@ def write_card(folder: Path, info: dict) -> Path:
         f"{ev['instances']} boxes (COCO metric by faster-coco-eval, confidence 0.001, 300 detections per image).",
         "",
     ]
+    if ci:
+        lines += [
+            f"How sure: {ci['level']:.0%} bootstrap intervals, mAP50 {_span(ci['map50'])}, mAP50-95 "
+            f"{_span(ci['map50_95'])} ({ci['draws']} draws of the split's {ci['clusters']} source groups: a photo "
+            "with its augmented copies, or a flight's overlapping frames, is drawn as one). `groups` below counts "
+            "the distinct groups holding a class: a class seen in a few photos has a wide interval.",
+            "",
+        ]
     if info.get("ultralytics_val"):
         u = info["ultralytics_val"]
         lines.append(
@@ -80,17 +93,25 @@ def write_card(folder: Path, info: dict) -> Path:
         )
         lines.append("")
     at = ev.get("at_thresholds") or {}
+    groups = any("groups" in r for r in ev["per_class"].values())
+    head = "| class | instances |" + (" groups |" if groups else "") + " mAP50 |"
+    head += (" mAP50 interval |" if ci else "") + " mAP50-95 |"
+    rule = "|---|---:|" + ("---:|" if groups else "") + "---:|" + ("---:|" if ci else "") + "---:|"
     if at:  # what users see: precision and recall at the shipped per-class thresholds (chosen on val)
         lines += [
             "Precision and recall at the shipped per-class thresholds (`thresholds.json`, chosen on val; IoU 0.5):",
             "",
-            "| class | instances | mAP50 | mAP50-95 | threshold | precision | recall |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            head + " threshold | precision | recall |",
+            rule + "---:|---:|---:|",
         ]
     else:
-        lines += ["| class | instances | mAP50 | mAP50-95 |", "|---|---:|---:|---:|"]
+        lines += [head, rule]
     for name, r in ev["per_class"].items():
-        row = f"| `{name}` | {r['instances']} | {_pct(r['map50'])} | {_pct(r['map50_95'])} |"
+        row = f"| `{name}` | {r['instances']} |" + (f" {r.get('groups', '-')} |" if groups else "")
+        row += f" {_pct(r['map50'])} |"
+        if ci:
+            row += f" {_span(ci.get('per_class', {}).get(name, {}).get('map50'))} |"
+        row += f" {_pct(r['map50_95'])} |"
         if at:
             t = at.get(name, {})
             rule = (info.get("thresholds") or {}).get(name, {}).get("rule", "")

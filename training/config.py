@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import configs
 
@@ -29,6 +29,7 @@ class TrainConfig(BaseModel):
     workers: int
     cache: str | bool
     int8: bool
+    ci_draws: Annotated[int, Field(ge=0)]
     fraction: float
     rare_class_repeat: float | None
     copy_paste_classes: list[str] | None

@@ -113,13 +113,24 @@ def evaluate(
     predictor: tuple[Predictor, list[str]] | None = None,
     batch: int = 8,
     progress: bool = False,
+    ci_draws: int = 0,
 ) -> dict:
     """mAP of ``model`` on ``split`` of ``data_yaml``, classes matched by name; with the model's
-    shipped per-class thresholds (``thresholds.json`` beside it), also precision and recall at them."""
+    shipped per-class thresholds (``thresholds.json`` beside it), also precision and recall at them.
+    Each class row counts the distinct source groups (photos with their copies) holding it; with
+    ``ci_draws`` > 0, ``ci95`` holds bootstrap intervals drawn by those groups (``metrics.map_ci``)."""
     gts, preds, model_names, groups = collect(model, data_yaml, split, backend, predictor, batch, progress)
     result = coco_map(gts, preds, model_names, groups=groups if len(groups) > 1 else None)
     result["split"] = split
     result["data"] = _shown(Path(data_yaml))
+    clusters = image_clusters(Path(data_yaml), split)
+    for name, row in result["per_class"].items():
+        k = model_names.index(name)
+        row["groups"] = len({c for g, c in zip(gts, clusters, strict=True) if (g.class_id == k).any()})
+    if ci_draws > 0:
+        from training.metrics import map_ci
+
+        result["ci95"] = map_ci(gts, preds, model_names, clusters, draws=ci_draws)
     from training.thresholds import load_thresholds, precision_recall
 
     shipped = load_thresholds(Path(model))
@@ -181,6 +192,18 @@ def collect(
     return gts, preds, model_names, groups
 
 
+def image_clusters(data_yaml: Path, split: str) -> list[str]:
+    """The source group of each image of ``split``, in :func:`collect`'s order: the build's
+    ``index.json`` group (a photo with its augmented copies, a flight's overlapping frames), else
+    the image itself (a dataset without an index has no known copies)."""
+    root, _, data = read_data_yaml(Path(data_yaml))
+    index_file = root / "index.json"
+    index = {}
+    if index_file.exists():
+        index = {Path(r["image"]).name: r.get("group") for r in json.loads(index_file.read_text())}
+    return [index.get(img.name) or f"image:{img.name}" for img in split_images(root, data, split)]
+
+
 def ultralytics_val(weights: Path, data_yaml: Path, split: str, imgsz: int) -> dict:
     """Ultralytics' own validator on the PyTorch weights, for the cross-check."""
     from ultralytics import YOLO
@@ -209,12 +232,37 @@ def format_table(result: dict) -> str:
     buf = StringIO()
     con = Console(file=buf, width=110, force_terminal=False)
     t = Table(title=f"{result.get('split', '')}: {result['images']} images, {result['instances']} boxes")
-    for col in ("class", "instances", "mAP50", "mAP50-95"):
+    ci = result.get("ci95")
+    cols = ["class", "instances", "groups", "mAP50", "mAP50-95"] + ([f"mAP50 {ci['level']:.0%} interval"] if ci else [])
+    for col in cols:
         t.add_column(col, justify="left" if col == "class" else "right")
-    t.add_row("all", str(result["instances"]), f"{result['map50']:.3f}", f"{result['map50_95']:.3f}")
+
+    def span(v: list[float] | None) -> list[str]:
+        return [f"{v[0]:.3f} - {v[1]:.3f}" if v else "-"] if ci else []
+
+    t.add_row(
+        "all",
+        str(result["instances"]),
+        "",
+        f"{result['map50']:.3f}",
+        f"{result['map50_95']:.3f}",
+        *span(ci["map50"] if ci else None),
+    )
     for name, r in result["per_class"].items():
-        t.add_row(name, str(r["instances"]), f"{r['map50']:.3f}", f"{r['map50_95']:.3f}")
+        t.add_row(
+            name,
+            str(r["instances"]),
+            str(r.get("groups", "")),
+            f"{r['map50']:.3f}",
+            f"{r['map50_95']:.3f}",
+            *span((ci or {}).get("per_class", {}).get(name, {}).get("map50")),
+        )
     con.print(t)
+    if ci:
+        con.print(
+            f"intervals: {ci['draws']} bootstrap draws of the split's {ci['clusters']} source groups "
+            "(a photo with its copies is drawn as one)"
+        )
     if result.get("per_source"):
         s = Table(title="per source dataset")
         for col in ("source", "images", "mAP50", "mAP50-95"):

@@ -131,3 +131,62 @@ def coco_map(
             r = run(ids)
             result["per_source"][gname] = {"map50": r["map50"], "map50_95": r["map50_95"], "images": len(ids)}
     return result
+
+
+def redraw(boxes: Sequence[ImageBoxes], idx: Sequence[int]) -> list[ImageBoxes]:
+    """The images at ``idx``, renumbered 1..n (an image drawn twice counts twice)."""
+    from dataclasses import replace
+
+    return [replace(boxes[i], image_id=k + 1) for k, i in enumerate(idx)]
+
+
+def draw_clusters(clusters: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """One bootstrap draw of image indices by cluster: as many clusters as there are, drawn with
+    replacement, each bringing all its images. A cluster is a source group (a photo with its
+    augmented copies, a flight's overlapping frames): its images are not independent samples, so a
+    draw of single images would understate the spread."""
+    members: dict[str, list[int]] = {}
+    for i, c in enumerate(clusters):
+        members.setdefault(c, []).append(i)
+    keys = list(members)
+    picked = rng.integers(0, len(keys), len(keys))
+    return np.fromiter((i for k in picked for i in members[keys[k]]), dtype=np.int64)
+
+
+def map_ci(
+    gt: Sequence[ImageBoxes],
+    pred: Sequence[ImageBoxes],
+    names: Sequence[str],
+    clusters: Sequence[str],
+    draws: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Bootstrap interval (percentile, by cluster, see :func:`draw_clusters`) of mAP50, mAP50-95 and
+    each class's AP50. A class missing from a draw's ground truth has no AP in that draw; its interval
+    comes from the draws that hold it."""
+    if len(clusters) != len(gt):
+        raise ValueError(f"{len(clusters)} cluster ids for {len(gt)} images")
+    rng = np.random.default_rng(seed)
+    overall: dict[str, list[float]] = {"map50": [], "map50_95": []}
+    per_class: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(draws):
+        idx = draw_clusters(clusters, rng)
+        r = coco_map(redraw(gt, idx), redraw(pred, idx), names)
+        for k in overall:
+            overall[k].append(r[k])
+        for n, row in r["per_class"].items():
+            per_class[n].append(row["map50"])
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def interval(v: list[float]) -> list[float]:
+        return [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+
+    return {
+        "level": level,
+        "draws": draws,
+        "clusters": len(set(clusters)),
+        "seed": seed,
+        **{k: interval(v) for k, v in overall.items()},
+        "per_class": {n: {"map50": interval(v)} for n, v in per_class.items() if v},
+    }

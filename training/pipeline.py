@@ -182,8 +182,11 @@ def run_pipeline(
     write_thresholds(staging, chosen)
     log("per-class thresholds (chosen on val): " + ", ".join(f"{k} {v['threshold']:.2f}" for k, v in chosen.items()))
     # evaluation through detector/
-    ev = evaluate(onnx_path, data_yaml, "test")
+    ev = evaluate(onnx_path, data_yaml, "test", ci_draws=cfg.ci_draws)
     log(f"test split (ONNX via detector): mAP50 {ev['map50']:.3f}, mAP50-95 {ev['map50_95']:.3f}")
+    if ev.get("ci95"):
+        lo, hi = ev["ci95"]["map50"]
+        log(f"  mAP50 95% interval {lo:.3f} - {hi:.3f} ({ev['ci95']['clusters']} source groups, bootstrap)")
     uv = None
     if crosscheck:
         uv = ultralytics_val(best, data_yaml, "test", cfg.imgsz)

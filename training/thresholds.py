@@ -144,10 +144,11 @@ def write_thresholds(model_dir: Path, chosen: Mapping[str, dict], split: str = "
     return path
 
 
-def rechoose(model_dir: Path, data_yaml: Path) -> dict:
+def rechoose(model_dir: Path, data_yaml: Path, ci_draws: int | None = None) -> dict:
     """Choose an existing model folder's thresholds again on the validation split (after a change
     of the rules above) and refresh what depends on them: ``thresholds.json``, and in
-    ``metrics.json`` and the card the thresholds and the test split's figures at them."""
+    ``metrics.json`` and the card the thresholds and the test split's figures at them (with
+    bootstrap intervals of ``ci_draws`` draws; None: ``configs/train.yaml``'s ``ci_draws``)."""
     from training.card import write_card
     from training.evaluate import collect, evaluate
 
@@ -160,7 +161,11 @@ def rechoose(model_dir: Path, data_yaml: Path) -> dict:
     write_thresholds(model_dir, chosen)
     info = json.loads(metrics.read_text())
     info["thresholds"] = chosen
-    info["evaluation"] = evaluate(model_dir / "model.onnx", data_yaml, "test")
+    if ci_draws is None:
+        from training.config import load_train_config
+
+        ci_draws = load_train_config().ci_draws
+    info["evaluation"] = evaluate(model_dir / "model.onnx", data_yaml, "test", ci_draws=ci_draws)
     metrics.write_text(json.dumps(info, indent=1))
     write_card(model_dir, info)
     return info

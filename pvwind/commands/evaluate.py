@@ -16,6 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument(
+        "--ci",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also a 95%% bootstrap interval of mAP50 and each class's AP50, drawn by source group (e.g. 200)",
+    )
+    p.add_argument(
         "--choose-thresholds",
         action="store_true",
         help="choose the model folder's per-class thresholds again on the val split, then report test at them",
@@ -35,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError("--choose-thresholds needs a model folder (thresholds.json is written there)")
             result = rechoose(args.model, args.data)["evaluation"]
         else:
-            result = evaluate(args.model, args.data, args.split, backend=args.backend, progress=True)
+            if args.ci < 0:
+                raise CLIError(f"--ci takes a number of draws >= 0, got {args.ci}")
+            result = evaluate(args.model, args.data, args.split, backend=args.backend, progress=True, ci_draws=args.ci)
     except (EvaluationError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     print(format_table(result))
