@@ -67,7 +67,7 @@ def test_train_produces_a_complete_model_folder(trained):
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
     # how sure the test figures are: intervals drawn by source group, and each class's group count
     ev, ci = m["evaluation"], m["evaluation"]["ci95"]
-    assert ci["draws"] == load_train_config().ci_draws and ci["clusters"] <= ev["images"]
+    assert ci["draws"] == load_train_config().ci_draws and ci["clusters"] == ev["groups"] <= ev["images"]
     assert ci["map50"][0] <= ci["map50"][1] and set(ci["per_class"]) <= set(ev["per_class"])
     assert all(1 <= r["groups"] <= r["instances"] for r in ev["per_class"].values())
     assert "How sure: 95% bootstrap intervals" in card and "| mAP50 interval |" in card

@@ -96,16 +96,16 @@ def write_card(folder: Path, info: dict) -> Path:
     groups = any("groups" in r for r in ev["per_class"].values())
     head = "| class | instances |" + (" groups |" if groups else "") + " mAP50 |"
     head += (" mAP50 interval |" if ci else "") + " mAP50-95 |"
-    rule = "|---|---:|" + ("---:|" if groups else "") + "---:|" + ("---:|" if ci else "") + "---:|"
+    align = "|---|---:|" + ("---:|" if groups else "") + "---:|" + ("---:|" if ci else "") + "---:|"
     if at:  # what users see: precision and recall at the shipped per-class thresholds (chosen on val)
         lines += [
             "Precision and recall at the shipped per-class thresholds (`thresholds.json`, chosen on val; IoU 0.5):",
             "",
             head + " threshold | precision | recall |",
-            rule + "---:|---:|---:|",
+            align + "---:|---:|---:|",
         ]
     else:
-        lines += [head, rule]
+        lines += [head, align]
     for name, r in ev["per_class"].items():
         row = f"| `{name}` | {r['instances']} |" + (f" {r.get('groups', '-')} |" if groups else "")
         row += f" {_pct(r['map50'])} |"

@@ -124,6 +124,7 @@ def evaluate(
     result["split"] = split
     result["data"] = _shown(Path(data_yaml))
     clusters = image_clusters(Path(data_yaml), split)
+    result["groups"] = len(set(clusters))
     for name, row in result["per_class"].items():
         k = model_names.index(name)
         row["groups"] = len({c for g, c in zip(gts, clusters, strict=True) if (g.class_id == k).any()})
@@ -243,7 +244,7 @@ def format_table(result: dict) -> str:
     t.add_row(
         "all",
         str(result["instances"]),
-        "",
+        str(result.get("groups", "")),
         f"{result['map50']:.3f}",
         f"{result['map50_95']:.3f}",
         *span(ci["map50"] if ci else None),
