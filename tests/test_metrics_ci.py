@@ -64,6 +64,8 @@ def test_a_perfect_model_has_no_spread_and_a_bad_cluster_list_is_refused():
     assert r["map50"] == [1.0, 1.0] and r["draws"] == 20 and r["level"] == 0.95
     with pytest.raises(ValueError, match="cluster ids for"):
         map_ci(gts, preds, ["defect"], clusters[:-1], draws=5)
+    with pytest.raises(ValueError, match="at least one draw"):
+        map_ci(gts, preds, ["defect"], clusters, draws=0)
 
 
 def test_compare_models_draws_pairs_by_group():

@@ -167,6 +167,8 @@ def map_ci(
     comes from the draws that hold it."""
     if len(clusters) != len(gt):
         raise ValueError(f"{len(clusters)} cluster ids for {len(gt)} images")
+    if draws < 1 or not gt:
+        raise ValueError(f"an interval needs at least one draw and one image (draws {draws}, images {len(gt)})")
     rng = np.random.default_rng(seed)
     overall: dict[str, list[float]] = {"map50": [], "map50_95": []}
     per_class: dict[str, list[float]] = {n: [] for n in names}
