@@ -159,10 +159,7 @@ def collect(
     images = split_images(root, data, split)
     if not images:
         raise EvaluationError(f"no images in the '{split}' split")
-    index_file = root / "index.json"
-    index = {}
-    if index_file.exists():
-        index = {Path(r["image"]).name: r["source"] for r in json.loads(index_file.read_text())}
+    index = build_index(root, "source")
     keep_ids = np.array(sorted(class_map.values()))
     gts, preds = [], []
     groups: dict[str, list[int]] = defaultdict(list)
@@ -198,11 +195,16 @@ def image_clusters(data_yaml: Path, split: str) -> list[str]:
     ``index.json`` group (a photo with its augmented copies, a flight's overlapping frames), else
     the image itself (a dataset without an index has no known copies)."""
     root, _, data = read_data_yaml(Path(data_yaml))
-    index_file = root / "index.json"
-    index = {}
-    if index_file.exists():
-        index = {Path(r["image"]).name: r.get("group") for r in json.loads(index_file.read_text())}
+    index = build_index(root, "group")
     return [index.get(img.name) or f"image:{img.name}" for img in split_images(root, data, split)]
+
+
+def build_index(root: Path, field: str) -> dict[str, str]:
+    """{image file name: ``field``} from the build's ``index.json`` in ``root``; {} without one."""
+    index_file = root / "index.json"
+    if not index_file.exists():
+        return {}
+    return {Path(r["image"]).name: r.get(field) for r in json.loads(index_file.read_text())}
 
 
 def ultralytics_val(weights: Path, data_yaml: Path, split: str, imgsz: int) -> dict:

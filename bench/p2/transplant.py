@@ -43,7 +43,8 @@ def transplant(weights: Path, out: Path) -> dict:
         sd[nk] = v.clone()
     new.load_state_dict(sd)
     new.names, new.args = old.names, getattr(old, "args", {})
-    new.eval(), old.eval()
+    new.eval()
+    old.eval()
     x = torch.rand(1, 3, 256, 256)
     with torch.no_grad():
         a, b = old(x)[0], new(x)[0]
