@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 from detector.decode import decode_image  # noqa: E402
 from detector.letterbox import letterbox, to_tensor  # noqa: E402
 from detector.model import default_threads, resolve_model_path  # noqa: E402
+from training.export import model_flops  # noqa: E402
 
 MIRROR = Path(os.environ.get("DATA_MIRROR") or REPO.parent / "shared" / "datasets")
 OUT = REPO / "build" / "bench"
@@ -83,41 +84,6 @@ def fmt_ms(x: float) -> str:
 
 
 # -- compute floor ------------------------------------------------------------------------------------
-
-
-def model_flops(onnx_path: Path, input_hw: tuple[int, int]) -> float | None:
-    """FLOPs (2 x multiply-accumulates) of Conv/MatMul/Gemm for one image at ``input_hw``."""
-    try:
-        import onnx
-        from onnx import shape_inference
-    except ImportError:
-        return None
-    m = onnx.load(str(onnx_path))
-    inp = m.graph.input[0]
-    dims = inp.type.tensor_type.shape.dim
-    for d, v in zip(dims, (1, 3, *input_hw), strict=True):
-        d.ClearField("dim_param")
-        d.dim_value = v
-    m = shape_inference.infer_shapes(m)
-    shapes = {}
-    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
-        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    for init in m.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    total = 0.0
-    for node in m.graph.node:
-        if node.op_type == "Conv":
-            w = shapes.get(node.input[1])
-            out = shapes.get(node.output[0])
-            if not w or not out:
-                continue
-            # weight (Cout, Cin/groups, kh, kw); out (N, Cout, H, W)
-            total += 2.0 * np.prod(out) * np.prod(w[1:])
-        elif node.op_type in ("MatMul", "Gemm"):
-            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
-            if a and out:
-                total += 2.0 * np.prod(out) * a[-1]
-    return float(total)
 
 
 def peak_flops(threads: int) -> dict[str, float]:

@@ -1,22 +1,17 @@
-"""bench/compare_models.py: the paired bootstrap that says whether a val difference is more than noise."""
+"""training.metrics.paired_bootstrap (bench/compare_models.py; the promotion of a costlier model): the paired
+bootstrap that says whether a val difference is more than noise."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 
 from training.metrics import ImageBoxes
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _bootstrap():
-    spec = importlib.util.spec_from_file_location("compare_models", REPO / "bench" / "compare_models.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.paired_bootstrap
+    from training.metrics import paired_bootstrap
+
+    return paired_bootstrap
 
 
 def _scene(n: int, seed: int = 0) -> tuple[list[ImageBoxes], list[ImageBoxes], list[ImageBoxes]]:

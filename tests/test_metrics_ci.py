@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("faster_coco_eval")
 
 from training.metrics import ImageBoxes, coco_map, draw_clusters, map_ci  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _photos(n_photos: int, copies: int, found: set[int]) -> tuple[list[ImageBoxes], list[ImageBoxes], list[str]]:
@@ -68,14 +63,13 @@ def test_a_perfect_model_has_no_spread_and_a_bad_cluster_list_is_refused():
         map_ci(gts, preds, ["defect"], clusters, draws=0)
 
 
-def test_compare_models_draws_pairs_by_group():
-    spec = importlib.util.spec_from_file_location("compare_models", REPO / "bench" / "compare_models.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_paired_bootstrap_draws_pairs_by_group():
+    from training.metrics import paired_bootstrap
+
     gts, half, clusters = _photos(8, 5, found={0, 1, 2, 3})
     _, better, _ = _photos(8, 5, found={0, 1, 2, 3, 4})
-    by_photo = mod.paired_bootstrap(gts, half, better, ["defect"], n=100, seed=0, clusters=clusters)
-    by_image = mod.paired_bootstrap(gts, half, better, ["defect"], n=100, seed=0)
+    by_photo = paired_bootstrap(gts, half, better, ["defect"], n=100, seed=0, clusters=clusters)
+    by_image = paired_bootstrap(gts, half, better, ["defect"], n=100, seed=0)
     assert by_photo["groups"] == 8 and by_image["groups"] == 40
     assert by_photo["map50"]["delta"] == by_image["map50"]["delta"] > 0
     # one photo more found: by photo that is one sample of eight, so some draws miss it entirely

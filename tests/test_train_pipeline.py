@@ -65,6 +65,7 @@ def test_train_produces_a_complete_model_folder(trained):
     assert set(m["evaluation"]["per_source"]) <= {"wind_iliad", "wind_fans", "pv_isuru_rgb", "pv_zelestra_ir"}
     card = (folder / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
+    assert m["training"]["gflops"] > 0 and f"{m['training']['gflops']:.1f} GFLOPs per 64 px input" in card
     # how sure the test figures are: intervals drawn by source group, and each class's group count
     ev, ci = m["evaluation"], m["evaluation"]["ci95"]
     assert ci["draws"] == load_train_config().ci_draws and ci["clusters"] == ev["groups"] <= ev["images"]
@@ -186,6 +187,60 @@ def test_promotion_only_when_better_on_validation(trained, mini_dataset, tmp_pat
     os.remove(models / "current")
     (models / "current").symlink_to("a")
     assert not decide_promotion(models, models / "b", val, fp, data, log=lambda *_: None)
+
+
+def test_a_costlier_model_must_be_shown_better_on_validation(trained, mini_dataset, tmp_path):
+    from training.config import PromotionRule
+    from training.export import export_onnx, model_gflops
+    from training.pipeline import costlier_by, share_ahead
+
+    models = tmp_path / "models"
+    shutil.copytree(trained / "tiny-v1", models / "a")
+    (models / "current").symlink_to("a")
+    # the same weights at twice the input size: four times the compute per image
+    (models / "c").mkdir()
+    export_onnx(models / "a/weights.pt", models / "c/model.onnx", 128)
+    g_a, g_c = model_gflops(models / "a/model.onnx"), model_gflops(models / "c/model.onnx")
+    assert g_a > 0 and 3.5 < g_c / g_a < 4.5
+    assert costlier_by(models / "c/model.onnx", models / "a/model.onnx", 0.1).endswith(f"({g_c / g_a:.2f}x)")
+    assert costlier_by(models / "a/model.onnx", models / "a/model.onnx", 0.0) is None
+    assert costlier_by(models / "c/model.onnx", models / "a/model.onnx", 4.0) is None  # within the tolerance
+    info = json.loads((models / "a/metrics.json").read_text())
+    fp, claimed = info["training"]["dataset_fingerprint"], dict(info["validation"])
+    claimed["map50_95"] += 0.001  # a higher val score by a hair
+    data = Path(mini_dataset)
+    lines: list[str] = []
+    # tolerated cost: the bare comparison decides, as for any model of the same cost
+    assert decide_promotion(
+        models,
+        models / "c",
+        claimed,
+        fp,
+        data,
+        lines.append,
+        PromotionRule(cost_tolerance=10, costlier_min_gain=0.01, costlier_confidence=0.95, draws=5),
+    )
+    assert os.readlink(models / "current") == "c" and not any("paired draws" in x for x in lines)
+    os.remove(models / "current")
+    (models / "current").symlink_to("a")
+    # 4x the cost: a gain under costlier_min_gain is refused before any bootstrap
+    lines.clear()
+    rule = PromotionRule(cost_tolerance=0.1, costlier_min_gain=0.01, costlier_confidence=0.95, draws=20)
+    assert not decide_promotion(models, models / "c", claimed, fp, data, lines.append, rule)
+    assert os.readlink(models / "current") == "a"
+    assert any("+0.0010" in x and "GFLOPs" in x and "+0.010" in x for x in lines), lines
+    assert not any("paired draws" in x for x in lines)
+    # ... and a large enough gain must also be ahead in 95 % of the paired draws of val's source groups
+    lines.clear()
+    rule = PromotionRule(cost_tolerance=0.1, costlier_min_gain=0.0, costlier_confidence=0.95, draws=20)
+    share = share_ahead(models / "a/model.onnx", models / "c/model.onnx", data, 20)
+    assert 0.0 <= share <= 1.0
+    promoted = decide_promotion(models, models / "c", claimed, fp, data, lines.append, rule)
+    assert promoted == (share >= 0.95)
+    assert os.readlink(models / "current") == ("c" if promoted else "a")
+    assert any(f"{share:.0%} of 20 paired draws" in x and "GFLOPs" in x for x in lines), lines
+    # a model is never ahead of itself in a draw
+    assert share_ahead(models / "a/model.onnx", models / "a/model.onnx", data, 20) == 0.0
 
 
 def _free_port() -> int:

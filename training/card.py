@@ -51,7 +51,8 @@ def write_card(folder: Path, info: dict) -> Path:
         "",
         "## Training",
         "",
-        f"- Architecture: `{t['model']}`, input {t['imgsz']} px, batch {t['batch']}.",
+        f"- Architecture: `{t['model']}`, input {t['imgsz']} px, batch {t['batch']}"
+        + (f"; {t['gflops']:.1f} GFLOPs per {t['imgsz']} px input." if t.get("gflops") else "."),
         f"- Start: {t['init']}.",
         f"- Epochs run: {t['epochs_run']}; wall-clock {t['hours']:.2f} h on {t['hardware']}.",
         f"- CPU fast path: {fast_path_words(t['fast_cpu'], t.get('device'))}.",

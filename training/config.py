@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parent.parent  # training works in a checkout: b
 TRAIN_CONFIG = configs.path("train.yaml")
 
 
+class PromotionRule(BaseModel):
+    """When a new model replaces ``models/current`` (``promotion:`` in configs/train.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cost_tolerance: Annotated[float, Field(ge=0)]
+    costlier_min_gain: Annotated[float, Field(ge=0)]
+    costlier_confidence: Annotated[float, Field(ge=0.5, lt=1)]
+    draws: Annotated[int, Field(ge=1)]
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     # every default is in configs/train.yaml (documented there); none is repeated here
@@ -34,6 +44,7 @@ class TrainConfig(BaseModel):
     rare_class_repeat: float | None
     copy_paste_classes: list[str] | None
     device: str | int | None
+    promotion: PromotionRule
     ultralytics: dict[str, Any]
 
 

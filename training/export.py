@@ -201,3 +201,56 @@ def time_session(onnx_path: Path, imgsz: int, runs: int = 20) -> float:
         sess.run(None, {name: x})
         ts.append(time.perf_counter() - t)
     return float(np.median(ts) * 1000)
+
+
+def model_flops(onnx_path: Path, input_hw: tuple[int, int]) -> float | None:
+    """FLOPs (2 x multiply-accumulates) of Conv/MatMul/Gemm for one image at ``input_hw``."""
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return None
+    m = onnx.load(str(onnx_path))
+    inp = m.graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    for d, v in zip(dims, (1, 3, *input_hw), strict=True):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    m = shape_inference.infer_shapes(m)
+    shapes = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    for init in m.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    total = 0.0
+    for node in m.graph.node:
+        if node.op_type == "Conv":
+            w = shapes.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if not w or not out:
+                continue
+            # weight (Cout, Cin/groups, kh, kw); out (N, Cout, H, W)
+            total += 2.0 * np.prod(out) * np.prod(w[1:])
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+            if a and out:
+                total += 2.0 * np.prod(out) * a[-1]
+    return float(total)
+
+
+def model_gflops(onnx_path: Path) -> float | None:
+    """GFLOPs per image at the model's own input size (the ``imgsz`` of its metadata), None when unknown."""
+    import ast
+
+    try:
+        import onnx
+    except ImportError:
+        return None
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    try:
+        imgsz = ast.literal_eval(meta["imgsz"])
+    except (KeyError, ValueError, SyntaxError):
+        return None
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    flops = model_flops(Path(onnx_path), hw)
+    return None if flops is None else flops / 1e9

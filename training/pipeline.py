@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from detector.taxonomy import load_taxonomy
-from training.config import REPO, TrainConfig
+from training.config import REPO, PromotionRule, TrainConfig, load_train_config
 from training.train import MODELS_DIR, Init, resolve_init, train
 
 RUNS_DIR = REPO / "build" / "train"
@@ -211,6 +211,7 @@ def run_pipeline(
     except Exception as e:  # noqa: BLE001 - e.g. openvino not installed: the card says nothing
         log(f"backend parity not measured: {e}")
     # 5. model folder
+    from training.export import model_gflops
     from training.fastcpu import fast_path_mode
 
     index = data_yaml.parent / "index.json"
@@ -226,6 +227,7 @@ def run_pipeline(
         "training": {
             "model": cfg.model,
             "imgsz": cfg.imgsz,
+            "gflops": model_gflops(onnx_path),
             "batch": cfg.batch,
             "init": init.description,
             "epochs_run": epochs_run,
@@ -257,17 +259,26 @@ def run_pipeline(
     staging.replace(final)
     log(f"model folder: {final}")
     # 6. promotion
-    decide_promotion(models_dir, final, val_ev, fingerprint, data_yaml, log)
+    decide_promotion(models_dir, final, val_ev, fingerprint, data_yaml, log, cfg.promotion)
     return final
 
 
 def decide_promotion(
-    models_dir: Path, folder: Path, val_ev: dict, fingerprint: str, data_yaml: Path, log: Callable[[str], None] = print
+    models_dir: Path,
+    folder: Path,
+    val_ev: dict,
+    fingerprint: str,
+    data_yaml: Path,
+    log: Callable[[str], None] = print,
+    rule: PromotionRule | None = None,
 ) -> bool:
     """Replace ``models/current`` only when the new model scores higher (mAP50-95, then mAP50) on
     the **validation** split of the same build: the test split reports, it never chooses. The current
     model is re-evaluated when its recorded figures come from another build of the data (or predate
-    recorded validation figures)."""
+    recorded validation figures). A model that costs more compute per image than ``rule`` tolerates
+    must also add ``rule.costlier_min_gain`` val mAP50-95 and be ahead on it in
+    ``rule.costlier_confidence`` of the paired bootstrap draws by source group: a tie bought with
+    compute stays out."""
     cur = current_model(models_dir)
     if cur is None:
         promote(models_dir, folder)
@@ -284,9 +295,53 @@ def decide_promotion(
         cur_ev = evaluate(cur / "model.onnx", data_yaml, "val")
     new_key = (round(val_ev["map50_95"], 4), round(val_ev["map50"], 4))
     cur_key = (round(cur_ev["map50_95"], 4), round(cur_ev["map50"], 4))
-    if new_key > cur_key:
-        promote(models_dir, folder)
-        log(f"models/current -> {folder.name}: val mAP50-95 {new_key[0]:.3f} > {cur_key[0]:.3f} ({cur.name})")
-        return True
-    log(f"models/current stays {cur.name}: val mAP50-95 {cur_key[0]:.3f} >= {new_key[0]:.3f} of {folder.name}")
-    return False
+    if new_key <= cur_key:
+        log(f"models/current stays {cur.name}: val mAP50-95 {cur_key[0]:.3f} >= {new_key[0]:.3f} of {folder.name}")
+        return False
+    rule = rule or load_train_config().promotion
+    costlier = costlier_by(folder / "model.onnx", cur / "model.onnx", rule.cost_tolerance)
+    if costlier is not None:
+        gain = round(new_key[0] - cur_key[0], 4)
+        if gain < rule.costlier_min_gain:
+            log(
+                f"models/current stays {cur.name}: {folder.name} adds val mAP50-95 {gain:+.4f} but costs {costlier} "
+                f"(a costlier model needs +{rule.costlier_min_gain:.3f})"
+            )
+            return False
+        share = share_ahead(cur / "model.onnx", folder / "model.onnx", data_yaml, rule.draws)
+        if share < rule.costlier_confidence:
+            log(
+                f"models/current stays {cur.name}: {folder.name} scores val mAP50-95 {new_key[0]:.4f} > "
+                f"{cur_key[0]:.4f} but costs {costlier} and is ahead in {share:.0%} of {rule.draws} paired draws "
+                f"by source group (a costlier model needs {rule.costlier_confidence:.0%})"
+            )
+            return False
+        log(f"{folder.name} costs {costlier} and is ahead in {share:.0%} of {rule.draws} paired draws on val")
+    promote(models_dir, folder)
+    log(f"models/current -> {folder.name}: val mAP50-95 {new_key[0]:.3f} > {cur_key[0]:.3f} ({cur.name})")
+    return True
+
+
+def costlier_by(new: Path, cur: Path, tolerance: float) -> str | None:
+    """Words for how much more compute per image ``new`` costs than ``cur`` (ONNX models, each at its
+    own input size) when that is more than ``tolerance`` (a fraction); None otherwise or when unknown."""
+    from training.export import model_gflops
+
+    g_new, g_cur = model_gflops(new), model_gflops(cur)
+    if g_new is None or g_cur is None or g_new <= g_cur * (1 + tolerance):
+        return None
+    return f"{g_new:.1f} GFLOPs per image against {g_cur:.1f} ({g_new / g_cur:.2f}x)"
+
+
+def share_ahead(cur: Path, new: Path, data_yaml: Path, draws: int, seed: int = 0) -> float:
+    """The share of paired bootstrap draws of the validation split's source groups in which the ONNX
+    model ``new`` scores a higher mAP50-95 than ``cur`` (0 when their classes differ)."""
+    from training.evaluate import collect, image_clusters
+    from training.metrics import paired_bootstrap
+
+    gts, pred_cur, names, _ = collect(cur, data_yaml, "val")
+    _, pred_new, new_names, _ = collect(new, data_yaml, "val")
+    if names != new_names:
+        return 0.0
+    pair = paired_bootstrap(gts, pred_cur, pred_new, names, draws, seed, image_clusters(Path(data_yaml), "val"))
+    return pair["map50_95"]["share_b_ahead"]
