@@ -337,6 +337,13 @@ def test_average_checkpoints_is_the_parameter_mean_of_one_architecture(trained, 
             assert torch.allclose(ss[k], (v + sb[k]) / 2, atol=2e-3, rtol=2e-3), k
             moved += not torch.allclose(ss[k], v, atol=1e-2)
     assert moved > 10  # the mean is not one of its inputs
+    # weighted (an exponential average of epochs): 3:1 is 0.75 a + 0.25 b
+    sw = state(average_checkpoints([a, b], tmp_path / "w.pt", weights=[3, 1]))
+    for k, v in sa.items():
+        if v.is_floating_point():
+            assert torch.allclose(sw[k], 0.75 * v + 0.25 * sb[k], atol=2e-3, rtol=2e-3), k
+    with pytest.raises(ValueError, match="as many non-negative weights"):
+        average_checkpoints([a, b], tmp_path / "x.pt", weights=[1])
     # a checkpoint of another width is refused by name, so is a file that is no checkpoint
     other = tmp_path / "yolo11s.pt"
     torch.save({"model": DetectionModel("yolo11s.yaml", nc=10, verbose=False)}, other)

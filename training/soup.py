@@ -48,14 +48,18 @@ def _net(ck: dict):  # noqa: ANN202 - the checkpoint's network: its EMA where it
     return ck["ema"] if ck.get("ema") is not None else ck.get("model")
 
 
-def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
+def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> Path:
     """Write to ``out`` the checkpoint whose every floating-point tensor (weights and batch-norm
     statistics) is the mean of those in ``paths`` (the EMA weights where a checkpoint has them,
-    as Ultralytics exports). Checkpoints of different architectures are refused by name."""
+    as Ultralytics exports), weighted by ``weights`` when given (normalised to sum 1).
+    Checkpoints of different architectures are refused by name."""
     import torch
 
     if not paths:
         raise ValueError("nothing to average")
+    if weights is not None and (len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0):
+        raise ValueError(f"{len(paths)} checkpoints need as many non-negative weights with a positive sum")
+    w = [1.0 / len(paths)] * len(paths) if weights is None else [x / sum(weights) for x in weights]
     cks = [_load(Path(p)) for p in paths]
     states = [_net(ck).float().state_dict() for ck in cks]
     ref = states[0]
@@ -66,7 +70,8 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
             if v.shape != ref[k].shape:
                 raise ValueError(f"{p}: not the same architecture as {paths[0]} ({k}: {tuple(v.shape)})")
     avg = {
-        k: (sum(st[k] for st in states) / len(states)) if v.is_floating_point() else v.clone() for k, v in ref.items()
+        k: sum(wi * st[k] for wi, st in zip(w, states, strict=True)) if v.is_floating_point() else v.clone()
+        for k, v in ref.items()
     }
     base = cks[0]
     model = copy.deepcopy(_net(base)).float()
