@@ -415,3 +415,27 @@ def test_evaluate_chooses_a_model_folders_thresholds_again(trained, mini_dataset
     code = pvwind(["evaluate", "--model", str(folder / "model.onnx"), "--data", str(mini_dataset),
                    "--choose-thresholds"])  # fmt: skip
     assert code == 2 and "needs a model folder" in capsys.readouterr().err
+
+
+def test_the_weight_average_follows_the_config():
+    import math
+
+    import torch
+    from ultralytics.engine import trainer as ul_trainer
+
+    from training.train import weight_average
+
+    cfg = load_train_config(sets=["ema.decay=0.995", "ema.tau=50", "promotion.draws=7"])
+    assert (cfg.ema.decay, cfg.ema.tau, cfg.promotion.draws) == (0.995, 50, 7)
+    assert (
+        "ema.decay" not in cfg.ultralytics
+        and cfg.promotion.cost_tolerance == load_train_config().promotion.cost_tolerance
+    )
+    with pytest.raises(ValueError, match="decay"):
+        load_train_config(sets=["ema.decay=1.5"])
+    net = torch.nn.Linear(2, 2)
+    with weight_average(cfg.ema.decay, cfg.ema.tau):
+        ema = ul_trainer.ModelEMA(net)  # what the trainer builds
+        assert ema.decay(100) == pytest.approx(0.995 * (1 - math.exp(-2)))
+    stock = ul_trainer.ModelEMA(net)  # restored after the run
+    assert stock.decay(100) == pytest.approx(0.9999 * (1 - math.exp(-100 / 2000)))

@@ -24,6 +24,14 @@ class PromotionRule(BaseModel):
     draws: Annotated[int, Field(ge=1)]
 
 
+class WeightAverage(BaseModel):
+    """Ultralytics' EMA of the weights (``ema:`` in configs/train.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    decay: Annotated[float, Field(gt=0, lt=1)]
+    tau: Annotated[float, Field(gt=0)]
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     # every default is in configs/train.yaml (documented there); none is repeated here
@@ -45,6 +53,7 @@ class TrainConfig(BaseModel):
     copy_paste_classes: list[str] | None
     device: str | int | None
     promotion: PromotionRule
+    ema: WeightAverage
     ultralytics: dict[str, Any]
 
 
@@ -56,7 +65,8 @@ def load_train_config(
     path: Path = TRAIN_CONFIG, overrides: dict[str, Any] | None = None, sets: list[str] | None = None
 ) -> TrainConfig:
     """Read the YAML file, then apply ``overrides`` (None values ignored) and
-    ``sets`` (``key=value``; unknown top-level keys go to ``ultralytics``)."""
+    ``sets`` (``key=value``, ``section.key=value`` for a section such as ``ema``; unknown top-level
+    keys go to ``ultralytics``)."""
     data = configs.load(path)
     if Path(path) != TRAIN_CONFIG:  # a partial file sits on top of the shipped defaults
         data = {**configs.load(TRAIN_CONFIG), **data}
@@ -68,7 +78,10 @@ def load_train_config(
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
-        if k in fields:
+        head, _, sub = k.partition(".")
+        if sub and head in fields and isinstance(data.get(head), dict):  # a key of a section: ema.decay=0.999
+            data[head] = {**data[head], sub: _parse_value(v)}
+        elif k in fields:
             data[k] = _parse_value(v)
         else:
             data.setdefault("ultralytics", {})[k] = _parse_value(v)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,6 +124,21 @@ def copy_paste_augmentation(
     return box_copy_paste(ids)
 
 
+@contextlib.contextmanager
+def weight_average(decay: float, tau: float) -> Iterator[None]:
+    """While the block runs, Ultralytics' trainer keeps its exponential moving average of the weights
+    (what every checkpoint and the exported model hold) with ``decay * (1 - exp(-updates / tau))``,
+    updates counted in optimizer steps; Ultralytics' own is 0.9999 and 2000."""
+    from ultralytics.engine import trainer as ul_trainer
+
+    original = ul_trainer.ModelEMA
+    ul_trainer.ModelEMA = functools.partial(original, decay=decay, tau=tau)
+    try:
+        yield
+    finally:
+        ul_trainer.ModelEMA = original
+
+
 def train(
     cfg: TrainConfig,
     data_yaml: Path,
@@ -148,9 +164,10 @@ def train(
     trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
     log(f"CPU fast path: {fast_path_words(mode, device)}")
     copy_paste = copy_paste_augmentation(cfg, data_yaml, log)
+    log(f"weight average (EMA): decay {cfg.ema.decay} * (1 - exp(-steps / {cfg.ema.tau:g}))")
     if resume is not None:
         model = YOLO(str(resume))
-        with copy_paste:
+        with copy_paste, weight_average(cfg.ema.decay, cfg.ema.tau):
             model.train(resume=True, trainer=trainer)
         return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
     init = init or Init(None, "from scratch")
@@ -184,7 +201,7 @@ def train(
     if cfg.hours:
         args["time"] = cfg.hours
     args.update(cfg.ultralytics)
-    with copy_paste:
+    with copy_paste, weight_average(cfg.ema.decay, cfg.ema.tau):
         model.train(trainer=trainer, **args)
     best = Path(model.trainer.best)
     return best if best.exists() else Path(model.trainer.last)
