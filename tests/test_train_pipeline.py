@@ -395,6 +395,38 @@ def test_train_soup_packages_the_greedy_soup_chosen_on_val(trained, mini_dataset
     assert "Weight soup, every trial on the validation split" in (models / "soup-v1" / "MODEL_CARD.md").read_text()
 
 
+def test_a_distilled_runs_checkpoints_export_and_average(trained, mini_dataset, tmp_path):
+    """A run with a teacher (Ultralytics' ``distill_model``) packages as any other, and its per-epoch
+    checkpoints - the student inside a wrapper, which Ultralytics unwraps only in best.pt / last.pt -
+    export and average with plain checkpoints of the lineage."""
+    import torch
+    from ultralytics.nn.distill_model import DistillationModel
+
+    from training.export import export_onnx, plain_checkpoint
+    from training.soup import average_checkpoints
+
+    teacher = trained / "tiny-v1"
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    code = pvwind(["train", "--data", str(mini_dataset), "--epochs", "1", "--imgsz", "64", "--batch", "8",
+                   "--init", str(teacher), "--version", "tiny-kd", "--models-dir", str(models), "--no-crosscheck",
+                   "--runs-dir", str(runs), "--set", "cache=false", "--set", "workers=0", "--set", "save_period=1",
+                   "--set", f"distill_model={teacher / 'weights.pt'}"])  # fmt: skip
+    assert code == 0
+    assert (models / "tiny-kd" / "model.onnx").is_file()
+    epoch = runs / "tiny-kd" / "weights" / "epoch0.pt"
+    wrapped = torch.load(epoch, map_location="cpu", weights_only=False)["ema"]
+    assert isinstance(wrapped, DistillationModel)  # what the rest must cope with
+    onnx = export_onnx(epoch, tmp_path / "epoch0.onnx", 64)
+    assert onnx.is_file() and isinstance(torch.load(epoch, weights_only=False)["ema"], DistillationModel)  # a copy
+    soup = torch.load(average_checkpoints([epoch, teacher / "weights.pt"], tmp_path / "s.pt"), weights_only=False)
+    student = wrapped.student_model.float().state_dict()
+    assert soup["model"].state_dict().keys() == student.keys()
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(epoch.read_bytes())
+    assert plain_checkpoint(copy) and not plain_checkpoint(copy)  # unwrapped once, then left alone
+    assert not isinstance(torch.load(copy, weights_only=False)["model"], DistillationModel)
+
+
 def test_evaluate_chooses_a_model_folders_thresholds_again(trained, mini_dataset, tmp_path, capsys):
     folder = tmp_path / "m"
     shutil.copytree(trained / "tiny-v1", folder)

@@ -28,6 +28,7 @@ def export_onnx(weights: Path, out: Path, imgsz: int, opset: int | None = None) 
     tmp.mkdir(parents=True)
     local = tmp / "model.pt"
     shutil.copyfile(weights, local)
+    plain_checkpoint(local)
     kwargs = dict(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False)
     if opset:
         kwargs["opset"] = opset
@@ -36,6 +37,24 @@ def export_onnx(weights: Path, out: Path, imgsz: int, opset: int | None = None) 
     shutil.move(str(produced), out)
     shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def plain_checkpoint(path: Path) -> bool:
+    """Unwrap in place a knowledge-distillation checkpoint (``distill_model``: the student inside a
+    wrapper with the training-only projector), as Ultralytics does to ``best.pt`` / ``last.pt`` at the
+    end of a run but not to the per-epoch checkpoints. True when it was one; others are left as they are."""
+    import torch
+    from ultralytics.nn.distill_model import DistillationModel
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict):
+        return False
+    net = ck["ema"] if ck.get("ema") is not None else ck.get("model")
+    if not isinstance(net, DistillationModel):
+        return False
+    strip_optimizer(str(path))
+    return True
 
 
 def load_tensor(paths: Sequence[Path], imgsz: int) -> np.ndarray:

@@ -164,7 +164,7 @@ def run_pipeline(
     data = yaml.safe_load(data_yaml.read_text())
     root = Path(data.get("path") or data_yaml.parent)
     val_images = split_images(root, data, "val")[:16]
-    parity = check_parity(best, onnx_path, val_images, cfg.imgsz)
+    parity = check_parity(staging / "weights.pt", onnx_path, val_images, cfg.imgsz)
     log(
         f"ONNX parity on {parity['images']} val images: max abs diff {parity['max_abs_diff']:.2e}, "
         f"detections match: {parity['detections_match']}"

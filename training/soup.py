@@ -45,7 +45,10 @@ def _load(path: Path) -> dict:
 
 
 def _net(ck: dict):  # noqa: ANN202 - the checkpoint's network: its EMA where it has one, as Ultralytics exports
-    return ck["ema"] if ck.get("ema") is not None else ck.get("model")
+    net = ck["ema"] if ck.get("ema") is not None else ck.get("model")
+    # a distillation run's epoch checkpoints hold the student inside a wrapper (with the projector
+    # that only training uses); Ultralytics unwraps best.pt / last.pt at the end, and so do we
+    return getattr(net, "student_model", net)
 
 
 def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> Path:
