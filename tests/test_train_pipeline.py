@@ -413,6 +413,9 @@ def test_a_distilled_runs_checkpoints_export_and_average(trained, mini_dataset, 
                    "--set", f"distill_model={teacher / 'weights.pt'}"])  # fmt: skip
     assert code == 0
     assert (models / "tiny-kd" / "model.onnx").is_file()
+    card = (models / "tiny-kd" / "MODEL_CARD.md").read_text()
+    assert f"Teacher (knowledge distillation, weight `dis` default): `{teacher / 'weights.pt'}`" in card
+    assert "Teacher" not in (teacher / "MODEL_CARD.md").read_text()
     epoch = runs / "tiny-kd" / "weights" / "epoch0.pt"
     wrapped = torch.load(epoch, map_location="cpu", weights_only=False)["ema"]
     assert isinstance(wrapped, DistillationModel)  # what the rest must cope with

@@ -62,6 +62,10 @@ def write_card(folder: Path, info: dict) -> Path:
         f"- Lineage: {' -> '.join(info.get('lineage', [])) or 'none'}.",
         "",
     ]
+    teacher = (t.get("ultralytics") or {}).get("distill_model")
+    if teacher:  # knowledge distillation: the shipped model is the student alone
+        weight = (t.get("ultralytics") or {}).get("dis", "default")
+        lines[-1:-1] = [f"- Teacher (knowledge distillation, weight `dis` {weight}): `{teacher}`."]
     if t.get("soup"):  # the greedy weight soup's trials, all scored on val (training/soup.py)
         lines += ["Weight soup, every trial on the validation split:", ""]
         lines += ["| ingredients | val mAP50 | val mAP50-95 | kept |", "|---|---:|---:|---|"]
