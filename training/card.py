@@ -30,6 +30,14 @@ def runs_table(markdown: str) -> list[str]:
     return out
 
 
+def _teacher_line(ultralytics: dict) -> list[str]:
+    """A distilled run's teacher (the shipped model is the student alone); none otherwise."""
+    teacher = ultralytics.get("distill_model")
+    if not teacher:
+        return []
+    return [f"- Teacher (knowledge distillation, weight `dis` {ultralytics.get('dis', 'default')}): `{teacher}`."]
+
+
 def write_card(folder: Path, info: dict) -> Path:
     """Write the card from the info that also goes to ``metrics.json``."""
     ev = info["evaluation"]
@@ -60,12 +68,9 @@ def write_card(folder: Path, info: dict) -> Path:
         f"{t['images']['train']} train / {t['images']['val']} val / {t['images']['test']} test images, "
         "split by source group (no augmented copy or near-duplicate of one photo on two sides).",
         f"- Lineage: {' -> '.join(info.get('lineage', [])) or 'none'}.",
+        *_teacher_line(t.get("ultralytics") or {}),
         "",
     ]
-    teacher = (t.get("ultralytics") or {}).get("distill_model")
-    if teacher:  # knowledge distillation: the shipped model is the student alone
-        weight = (t.get("ultralytics") or {}).get("dis", "default")
-        lines[-1:-1] = [f"- Teacher (knowledge distillation, weight `dis` {weight}): `{teacher}`."]
     if t.get("soup"):  # the greedy weight soup's trials, all scored on val (training/soup.py)
         lines += ["Weight soup, every trial on the validation split:", ""]
         lines += ["| ingredients | val mAP50 | val mAP50-95 | kept |", "|---|---:|---:|---|"]
