@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import tarfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from bench_scripts import bench_script
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "gpu" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script(f"gpu/{name}.py")
 
 
 def test_pack_holds_train_and_val_as_small_webp_with_the_labels(mini_dataset: Path, tmp_path: Path) -> None:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from bench_scripts import bench_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("transplant", REPO / "bench" / "p2" / "transplant.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script("p2/transplant.py")
 
 
 def test_transplant_keeps_p3_p5_and_freezes_exactly_the_old_model(tmp_path):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from bench_scripts import bench_script
 
 
 def _swa():
-    spec = importlib.util.spec_from_file_location("swa", REPO / "bench" / "swa.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script("swa.py")
 
 
 def test_epochs_in_numeric_order_and_the_averages_asked_for(tmp_path):

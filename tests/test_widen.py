@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from bench_scripts import bench_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("widen", REPO / "bench" / "widen" / "widen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script("widen/widen.py")
 
 
 def _small(nc: int = 3):
