@@ -452,3 +452,45 @@ def test_api_entry_equals_pvwind_inspect_field_for_field(client, images, tmp_pat
         assert set(entry) == set(want)
         differ = {k for k in entry if entry[k] != want[k]}
         assert differ <= {"source", "index"}, {k: (entry[k], want[k]) for k in differ}
+
+
+def _readme_example() -> tuple[Path, dict[str, str], dict]:
+    """The README's curl example (its file, form fields) and the finding it shows."""
+    import json
+    import re
+    import shlex
+
+    from detector_fixtures import MIRROR
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    curl = re.search(r"```bash\n(curl .*?)\n```", text, re.S)
+    shown = re.search(r"```json\n(\{\"class_name\".*?)\n```", text, re.S)
+    assert curl and shown, "README has the curl example and its answer"
+    words = shlex.split(curl.group(1).replace("\\\n", " "))
+    fields = [words[k + 1] for k, w in enumerate(words) if w == "-F"]
+    path = next(f.split("=@", 1)[1] for f in fields if f.startswith("files=@"))
+    path = MIRROR / path.removeprefix("../shared/datasets/")
+    form = dict(f.split("=", 1) for f in fields if not f.startswith("files="))
+    return path, form, json.loads(shown.group(1))
+
+
+def test_the_readme_example_answers_what_the_readme_shows(client):
+    """A newcomer's first request, exactly as the README writes it, answers the finding the README
+    prints (class, who found it, priority, reasons, box, position, temperatures)."""
+    path, form, want = _readme_example()
+    if not path.is_file():
+        pytest.skip(f"{path} not in the mirror")
+    r = client.post("/v1/inspections", files=files_param([path]), data=form)
+    assert r.status_code == 200, r.text
+    got = r.json()["images"][0]["findings"]
+    assert len(got) == 1, [f["class_name"] for f in got]
+    got = got[0]
+    for key in ("class_name", "found_by", "priority", "action", "time_frame", "reasons"):
+        assert got[key] == want[key], key
+    assert abs(got["confidence"] - want["confidence"]) <= 0.01
+    assert all(abs(got["box"][k] - v) <= 1.0 for k, v in want["box"].items()), got["box"]
+    assert got["location"]["quality"] == want["location"]["quality"]
+    for k in ("latitude", "longitude"):
+        assert abs(got["location"][k] - want["location"][k]) <= 1e-5
+    for k, v in want["thermal"].items():
+        assert got["thermal"][k] == v if isinstance(v, str) else abs(got["thermal"][k] - v) <= 0.15, k
