@@ -9,6 +9,8 @@ join detections of one object cut by tile borders.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from detector.detections import Detections
@@ -23,6 +25,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two xyxy boxes (plain numbers: one pair, no arrays); 0 when they do not overlap."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from detector.export import atomic_write
+from detector.nms import iou
 from detector.results import Finding, ImageResult
 from storage.database import QUERY_CHUNK
 from storage.store import Store
@@ -36,16 +37,6 @@ CHANGE_COLUMNS = (
     "x2",
     "y2",
 )
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def diff_findings(

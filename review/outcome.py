@@ -25,21 +25,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.nms import iou
 from detector.results import Finding
 
 SAME_BOX_IOU = 0.95
 MATCH_IOU = 0.5
 OUTCOMES = ("confirmed", "moved", "relabelled", "deleted", "added")
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass

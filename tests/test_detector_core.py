@@ -8,7 +8,7 @@ from detector_fixtures import model_dir
 
 from detector.detections import Detections
 from detector.letterbox import batch_input_shape, letterbox, letterbox_info, letterbox_into, rect_shape, to_tensor
-from detector.nms import batched_nms, box_iou, merge_overlapping, nms
+from detector.nms import batched_nms, box_iou, iou, merge_overlapping, nms
 from detector.tiling import mark_cut, merge_tiles, plan_tiles, should_tile
 
 
@@ -117,6 +117,19 @@ def test_nms_matches_reference_on_random_boxes():
 def test_box_iou_values():
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15], [0, 0, 10, 10], [20, 20, 30, 30]]))
     assert iou[0].tolist() == pytest.approx([25 / 175, 1.0, 0.0])
+
+
+def test_the_scalar_iou_is_box_iou_of_one_pair():
+    # the matcher of re-score changes and review outcomes uses the scalar form: the same numbers,
+    # touching and zero-area boxes included
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 50, (120, 2))
+    boxes = np.c_[xy, xy + rng.uniform(0, 30, (120, 2))]
+    boxes = np.r_[boxes, [[0, 0, 10, 10], [10, 0, 20, 10], [3, 3, 3, 3]]]
+    ref = box_iou(boxes, boxes)
+    got = np.array([[iou(a, b) for b in boxes] for a in boxes])
+    assert np.allclose(got, ref, atol=1e-12) and (ref > 0).sum() > len(boxes)  # overlaps were compared
+    assert iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0 and iou([3, 3, 3, 3], [3, 3, 3, 3]) == 0.0
 
 
 def test_batched_nms_is_class_aware():
