@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def build_dataset(
     cache: Path | None = None,
     force: bool = False,
     sources: list[str] | None = None,
-    log=print,
+    log: Callable[[str], object] = print,
 ) -> BuildReport:
     tax = load_taxonomy(taxonomy_path)
     manifests = load_manifests(datasets_dir or DATASETS_DIR)
@@ -300,7 +301,7 @@ def _write(
     tax: Taxonomy,
     drops: dict[str, Counter],
     fp: str,
-    manifests,
+    manifests: list[SourceManifest],
     reviews: dict[str, dict] | None = None,
     seed: int = 0,
 ) -> None:
@@ -383,7 +384,13 @@ def _label_text(it: Item) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _count(items: list[Item], tax: Taxonomy, drops: dict[str, Counter], manifests, reviews: dict | None = None) -> dict:
+def _count(
+    items: list[Item],
+    tax: Taxonomy,
+    drops: dict[str, Counter],
+    manifests: list[SourceManifest],
+    reviews: dict | None = None,
+) -> dict:
     per: dict = defaultdict(
         lambda: defaultdict(
             lambda: {

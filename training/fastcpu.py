@@ -94,7 +94,7 @@ def cpu_bf16_autocast() -> Iterator[None]:
     """Within the block, the trainer's ``autocast(...)`` calls give bf16 CPU autocast."""
     original = _trainer_module.autocast
 
-    def _autocast(enabled, device: str = "cuda"):
+    def _autocast(enabled: bool, device: str = "cuda") -> contextlib.AbstractContextManager:
         if device == "cpu":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return original(enabled, device=device)
