@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     fraction: float
     rare_class_repeat: float | None
     copy_paste_classes: list[str] | None
+    transpose: Annotated[float, Field(ge=0, le=1)]
     device: str | int | None
     promotion: PromotionRule
     ema: WeightAverage

@@ -124,6 +124,17 @@ def copy_paste_augmentation(
     return box_copy_paste(ids)
 
 
+def transpose_augmentation(cfg: TrainConfig, log: Callable[[str], None]) -> contextlib.AbstractContextManager:
+    """The transpose augmentation (training/transpose.py) while Ultralytics trains, when ``cfg.transpose``
+    is above 0; else nothing."""
+    if cfg.transpose <= 0:
+        return contextlib.nullcontext()
+    from training.transpose import random_transpose
+
+    log(f"transpose: p {cfg.transpose} (with flipud / fliplr: the 8 symmetries of the square)")
+    return random_transpose(cfg.transpose)
+
+
 @contextlib.contextmanager
 def weight_average(decay: float, tau: float) -> Iterator[None]:
     """While the block runs, Ultralytics' trainer keeps its exponential moving average of the weights
@@ -164,10 +175,11 @@ def train(
     trainer = cpu_trainer(mode, device)  # on the CPU: every core (Ultralytics leaves one idle)
     log(f"CPU fast path: {fast_path_words(mode, device)}")
     copy_paste = copy_paste_augmentation(cfg, data_yaml, log)
+    transpose = transpose_augmentation(cfg, log)
     log(f"weight average (EMA): decay {cfg.ema.decay} * (1 - exp(-steps / {cfg.ema.tau:g}))")
     if resume is not None:
         model = YOLO(str(resume))
-        with copy_paste, weight_average(cfg.ema.decay, cfg.ema.tau):
+        with copy_paste, transpose, weight_average(cfg.ema.decay, cfg.ema.tau):
             model.train(resume=True, trainer=trainer)
         return Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
     init = init or Init(None, "from scratch")
@@ -201,7 +213,7 @@ def train(
     if cfg.hours:
         args["time"] = cfg.hours
     args.update(cfg.ultralytics)
-    with copy_paste, weight_average(cfg.ema.decay, cfg.ema.tau):
+    with copy_paste, transpose, weight_average(cfg.ema.decay, cfg.ema.tau):
         model.train(trainer=trainer, **args)
     best = Path(model.trainer.best)
     return best if best.exists() else Path(model.trainer.last)
