@@ -66,6 +66,17 @@ def test_train_produces_a_complete_model_folder(trained):
     card = (folder / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "pv_hotspot" in card and "mAP50" in card
     assert m["training"]["gflops"] > 0 and f"{m['training']['gflops']:.1f} GFLOPs per 64 px input" in card
+    # the project's recipe additions are recorded with the model, and the card says them
+    cfg = load_train_config()
+    aug = m["training"]["augmentation"]
+    assert aug == {
+        "rare_class_repeat": cfg.rare_class_repeat,
+        "copy_paste_classes": cfg.copy_paste_classes,
+        "transpose": cfg.transpose,
+    }
+    assert m["training"]["ema"] == {"decay": cfg.ema.decay, "tau": cfg.ema.tau}
+    recipe = next(ln for ln in card.splitlines() if ln.startswith("- Recipe additions"))
+    assert f"rare-class repeat t {cfg.rare_class_repeat}" in recipe and f"EMA decay {cfg.ema.decay:g}" in recipe
     # how sure the test figures are: intervals drawn by source group, and each class's group count
     ev, ci = m["evaluation"], m["evaluation"]["ci95"]
     assert ci["draws"] == load_train_config().ci_draws and ci["clusters"] == ev["groups"] <= ev["images"]

@@ -106,3 +106,21 @@ def test_training_turns_it_on_from_the_config():
     assert said == ["transpose: p 0.5 (with flipud / fliplr: the 8 symmetries of the square)"]
     with pytest.raises(ValueError, match="transpose"):
         load_train_config(sets=["transpose=2"])
+
+
+def test_the_model_card_says_the_recipe_a_model_was_trained_with():
+    from training.card import _recipe_lines
+
+    t = {
+        "augmentation": {"rare_class_repeat": 0.1, "copy_paste_classes": ["blade_pinhole"], "transpose": 0.5},
+        "ema": {"decay": 0.997, "tau": 100.0},
+        "ultralytics": {"copy_paste": 0.5},
+    }
+    assert _recipe_lines(t) == [
+        "- Recipe additions (configs/train.yaml): rare-class repeat t 0.1; box copy-paste p 0.5 for blade_pinhole; "
+        "transpose p 0.5; EMA decay 0.997 / tau 100 steps."
+    ]
+    t["augmentation"] = {"rare_class_repeat": None, "copy_paste_classes": None, "transpose": 0.0}
+    t["ultralytics"] = {"copy_paste": 0.0}
+    assert "no rare-class repeat; no copy-paste; no transpose" in _recipe_lines(t)[0]
+    assert _recipe_lines({"ultralytics": {}}) == []  # a model from before the record: nothing claimed

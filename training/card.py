@@ -30,6 +30,25 @@ def runs_table(markdown: str) -> list[str]:
     return out
 
 
+def _recipe_lines(t: dict) -> list[str]:
+    """The project's additions to Ultralytics' recipe, as metrics.json records them (older models: none)."""
+    aug, ema = t.get("augmentation"), t.get("ema")
+    if aug is None:
+        return []
+    ul = t.get("ultralytics") or {}
+    paste = float(ul.get("copy_paste") or 0.0)
+    classes = aug.get("copy_paste_classes")
+    pasted = ", ".join(classes) if classes else "every class"
+    words = [
+        f"rare-class repeat t {aug['rare_class_repeat']}" if aug.get("rare_class_repeat") else "no rare-class repeat",
+        f"box copy-paste p {paste:g} for {pasted}" if paste > 0 else "no copy-paste",
+        f"transpose p {aug['transpose']:g}" if aug.get("transpose") else "no transpose",
+    ]
+    if ema:
+        words.append(f"EMA decay {ema['decay']:g} / tau {ema['tau']:g} steps")
+    return [f"- Recipe additions (configs/train.yaml): {'; '.join(words)}."]
+
+
 def _teacher_line(ultralytics: dict) -> list[str]:
     """A distilled run's teacher (the shipped model is the student alone); none otherwise."""
     teacher = ultralytics.get("distill_model")
@@ -68,6 +87,7 @@ def write_card(folder: Path, info: dict) -> Path:
         f"{t['images']['train']} train / {t['images']['val']} val / {t['images']['test']} test images, "
         "split by source group (no augmented copy or near-duplicate of one photo on two sides).",
         f"- Lineage: {' -> '.join(info.get('lineage', [])) or 'none'}.",
+        *_recipe_lines(t),
         *_teacher_line(t.get("ultralytics") or {}),
         "",
     ]

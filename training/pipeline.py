@@ -241,6 +241,13 @@ def run_pipeline(
             "run": run_dir.name,
             "soup": soup_record.get("soup"),
             "ultralytics": cfg.ultralytics,
+            # the project's own additions to Ultralytics' recipe (configs/train.yaml)
+            "augmentation": {
+                "rare_class_repeat": cfg.rare_class_repeat,
+                "copy_paste_classes": cfg.copy_paste_classes,
+                "transpose": cfg.transpose,
+            },
+            "ema": cfg.ema.model_dump(),
         },
         "evaluation": ev,
         "validation": val_ev,
