@@ -403,7 +403,11 @@ def test_train_soup_packages_the_greedy_soup_chosen_on_val(trained, mini_dataset
     # the packaged model is the soup the trials chose, and its val score is the one recorded for it
     best = max(trials, key=lambda t: (t["val_map50_95"], t["val_map50"]) if t["kept"] is not False else (-1, -1))
     assert m["validation"]["map50_95"] == pytest.approx(best["val_map50_95"], abs=1e-4)
-    assert "Weight soup, every trial on the validation split" in (models / "soup-v1" / "MODEL_CARD.md").read_text()
+    card = (models / "soup-v1" / "MODEL_CARD.md").read_text()
+    assert "Weight soup, every trial on the validation split" in card
+    # a soup trains nothing: no recipe of its own is claimed (its ingredients' runs hold theirs)
+    assert m["training"]["augmentation"] is None and m["training"]["ema"] is None
+    assert "- Recipe additions" not in card
 
 
 def test_a_distilled_runs_checkpoints_export_and_average(trained, mini_dataset, tmp_path):

@@ -241,13 +241,16 @@ def run_pipeline(
             "run": run_dir.name,
             "soup": soup_record.get("soup"),
             "ultralytics": cfg.ultralytics,
-            # the project's own additions to Ultralytics' recipe (configs/train.yaml)
-            "augmentation": {
+            # the project's own additions to Ultralytics' recipe (configs/train.yaml); a soup trains
+            # nothing, its ingredients' recipes are in their own runs
+            "augmentation": None
+            if soup
+            else {
                 "rare_class_repeat": cfg.rare_class_repeat,
                 "copy_paste_classes": cfg.copy_paste_classes,
                 "transpose": cfg.transpose,
             },
-            "ema": cfg.ema.model_dump(),
+            "ema": None if soup else cfg.ema.model_dump(),
         },
         "evaluation": ev,
         "validation": val_ev,
