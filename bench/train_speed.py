@@ -2,13 +2,14 @@
 stock Ultralytics, in the same run, on the same images, with the same seed.
 
     .venv/bin/python bench/train_speed.py [--imgsz 416] [--fraction 0.2] [--epochs 1]
-        [--variants stock,all-cores,fast,fast-1worker,channels-last,fast-copy-paste]
+        [--variants stock,all-cores,fast,fast-1worker,channels-last,fast-copy-paste,fast-transpose]
 
 Variants: ``stock`` (Ultralytics' float32 trainer as it comes: ``cpu_count - 1`` threads),
 ``all-cores`` (the same on every core), ``fast`` (bf16 + channels-last, every core),
 ``channels-last`` (float32, the layout alone, every core: the path ``auto`` takes without bf16 units).
 A ``-copy-paste`` suffix adds the box copy-paste of configs/train.yaml (``training/copy_paste.py``: its
-classes and ``copy_paste`` fraction); the other variants run without it.
+classes and ``copy_paste`` fraction), a ``-transpose`` suffix the transpose augmentation
+(``training/transpose.py``, p 0.5); the other variants run without them.
 
 Reports training images/second of the training loop (dataloader + forward + loss +
 backward + optimiser; validation off) and the epoch-mean losses of each variant,
@@ -63,16 +64,18 @@ def run_variant(
         def final_eval(self):  # the benchmark times training only; skip validating best.pt
             return None
 
-    copy_paste, paste_ctx = 0.0, contextlib.nullcontext()
-    if name.endswith("copy-paste"):
-        from training.config import load_train_config
-        from training.train import copy_paste_augmentation
+    from training.config import load_train_config
+    from training.train import copy_paste_augmentation, transpose_augmentation
 
+    copy_paste, paste_ctx = 0.0, contextlib.nullcontext()
+    if "copy-paste" in name:
         cfg = load_train_config()
         copy_paste, paste_ctx = float(cfg.ultralytics["copy_paste"]), copy_paste_augmentation(cfg, data, print)
+    transpose = 0.5 if "transpose" in name else 0.0
+    transpose_ctx = transpose_augmentation(load_train_config(sets=[f"transpose={transpose}"]), print)
     torch.manual_seed(0)
     model = YOLO("yolo11n.yaml")
-    with paste_ctx:
+    with paste_ctx, transpose_ctx:
         model.train(
             data=str(data),
             trainer=Timed,
