@@ -67,12 +67,11 @@ def run_variant(
     from training.config import load_train_config
     from training.train import copy_paste_augmentation, transpose_augmentation
 
+    cfg = load_train_config(sets=[f"transpose={0.5 if 'transpose' in name else 0.0}"])
     copy_paste, paste_ctx = 0.0, contextlib.nullcontext()
     if "copy-paste" in name:
-        cfg = load_train_config()
         copy_paste, paste_ctx = float(cfg.ultralytics["copy_paste"]), copy_paste_augmentation(cfg, data, print)
-    transpose = 0.5 if "transpose" in name else 0.0
-    transpose_ctx = transpose_augmentation(load_train_config(sets=[f"transpose={transpose}"]), print)
+    transpose_ctx = transpose_augmentation(cfg, print)
     torch.manual_seed(0)
     model = YOLO("yolo11n.yaml")
     with paste_ctx, transpose_ctx:

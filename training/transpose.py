@@ -47,9 +47,6 @@ class RandomTranspose:
             keypoints[..., [0, 1]] = keypoints[..., [1, 0]]
         instances.update(np.ascontiguousarray(boxes), segments=segments, keypoints=keypoints)
         instances.convert_bbox(format=fmt)
-        if "resized_shape" in labels:  # kept for the letterbox bookkeeping of the validator; training ignores it
-            h, w = labels["resized_shape"]
-            labels["resized_shape"] = (w, h)
         return labels
 
 
